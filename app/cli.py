@@ -1,0 +1,140 @@
+"""The ``polly`` command (also ``python -m app``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.settings import SettingsError, load_settings
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polly",
+        description="Polly API: a GraphQL backend for Discord poll tools.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run the local Discord stand-in (REST, gateway and control API)",
+        description="Run a local Discord that unmodified discord.py talks to over HTTP and WebSocket.",
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
+    world = sandbox.add_mutually_exclusive_group()
+    world.add_argument("--fixture", type=Path, help="JSON fixture file with the bot, users and guilds")
+    world.add_argument("--guilds", type=_positive_int, help="generate a fixture of this many guilds instead")
+    sandbox.add_argument("--seed", type=int, default=1, help="seed for --guilds (default 1)")
+    sandbox.add_argument("--shards", type=_positive_int, help="shard count GET /gateway/bot recommends")
+    sandbox.add_argument(
+        "--global-limit", type=_positive_int, default=50, help="requests/s per bot (default 50)"
+    )
+    sandbox.add_argument(
+        "--route-limit", type=_positive_int, default=10, help="requests per route bucket window"
+    )
+    sandbox.add_argument(
+        "--route-window", type=_positive_float, default=1.0, help="route bucket window in seconds"
+    )
+    sandbox.add_argument("--no-rate-limits", action="store_true", help="answer every request (no 429s)")
+    sandbox.add_argument(
+        "--heartbeat-interval", type=_positive_int, default=41250, help="gateway heartbeat interval in ms"
+    )
+    sandbox.add_argument(
+        "--dump-fixture",
+        action="store_true",
+        help="print the fixture as JSON and exit (a start for your own)",
+    )
+    sandbox.set_defaults(run=run_sandbox)
+    return parser
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    from app.sandbox.builtin import default_fixture, generated_fixture
+    from app.sandbox.fixture import FixtureError, load_fixture
+    from app.sandbox.ratelimit import RateLimitConfig
+    from app.sandbox.server import Sandbox
+
+    try:
+        if args.fixture is not None:
+            fixture = load_fixture(args.fixture)
+        elif args.guilds is not None:
+            fixture = generated_fixture(args.guilds, seed=args.seed)
+        else:
+            fixture = default_fixture()
+    except FixtureError as error:
+        print(f"polly sandbox: {error}", file=sys.stderr)
+        return 2
+    if args.shards is not None:
+        fixture = fixture.model_copy(update={"shards": args.shards})
+    if args.dump_fixture:
+        print(json.dumps(fixture.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return 0
+
+    limits = RateLimitConfig(
+        global_per_second=args.global_limit,
+        route_limit=args.route_limit,
+        route_window=args.route_window,
+        enabled=not args.no_rate_limits,
+    )
+    sandbox = Sandbox(fixture, rate_limits=limits, heartbeat_interval_ms=args.heartbeat_interval)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await sandbox.start(args.host, args.port)
+        except OSError as error:
+            raise SystemExit(
+                f"polly sandbox: cannot listen on {args.host}:{args.port}: {error.strerror}."
+            ) from None
+        guilds = len(sandbox.state.guilds)
+        print(
+            f"Discord sandbox on {sandbox.url}\n"
+            f"  REST     {sandbox.api_url}\n"
+            f"  gateway  {sandbox.gateway_url}\n"
+            f"  control  {sandbox.url}/_sandbox/fixture, /_sandbox/stats, /_sandbox/faults\n"
+            f"  bot token: {fixture.bot.token}   guilds: {guilds}\n"
+            "Press Ctrl+C to stop.",
+            flush=True,
+        )
+        await stop.wait()
+        await sandbox.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"polly: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.run(args)
+    return result

@@ -1,0 +1,1 @@
+"""The GraphQL layer: schema, types, loaders and request context."""

@@ -1,0 +1,1 @@
+"""Everything that speaks Discord: the REST client seam and Discord's permission rules."""

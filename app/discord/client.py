@@ -1,0 +1,190 @@
+"""The one door to Discord's REST API.
+
+Every REST call the service makes goes through :class:`DiscordRest`, which drives discord.py's
+own ``HTTPClient`` — its per-route buckets, global limit and 429 retries included — pointed at
+``POLLY_DISCORD_API_URL``. Failures come out as :class:`DiscordRestError` subclasses that say
+whether retrying later can help, so callers never handle discord.py's exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any, Self, cast
+
+import aiohttp
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import HTTPClient
+
+
+class DiscordRestError(Exception):
+    """Discord answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int = 0, code: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class DiscordNotFound(DiscordRestError):
+    """The guild, role, channel, member or message does not exist (HTTP 404)."""
+
+
+class DiscordForbidden(DiscordRestError):
+    """The bot may not do or see this (HTTP 403: missing access or permissions)."""
+
+
+class DiscordUnauthorized(DiscordRestError):
+    """Discord refused the bot token (HTTP 401)."""
+
+
+class DiscordUnavailable(DiscordRestError):
+    """Discord failed or was too slow (5xx, timeout, network, or a rate limit past our bound).
+
+    Retrying later may help; serving the last known data is the right answer meanwhile.
+    """
+
+
+def point_discord_py_at(api_url: str, gateway_url: str) -> None:
+    """Make discord.py talk to ``api_url`` and ``gateway_url`` instead of discord.com.
+
+    discord.py reads both from class attributes (``Route.BASE`` and
+    ``DiscordWebSocket.DEFAULT_GATEWAY``) rather than from its clients, so the setting is
+    per process; a process talks to one Discord.
+    """
+    discord.http.Route.BASE = api_url.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def translate(error: Exception) -> DiscordRestError:
+    """Turn what discord.py or aiohttp raised into one of our errors."""
+    if isinstance(error, DiscordRestError):
+        return error
+    if isinstance(error, discord.RateLimited):
+        return DiscordUnavailable(
+            f"Discord rate limited the bot for {error.retry_after:.1f}s, longer than we wait.", status=429
+        )
+    if isinstance(error, discord.HTTPException):
+        status, code, text = error.status, error.code, error.text or str(error)
+        if status == 401:
+            return DiscordUnauthorized(f"Discord refused the bot token: {text}", status=status, code=code)
+        if status == 404:
+            return DiscordNotFound(text, status=status, code=code)
+        if status == 403:
+            return DiscordForbidden(text, status=status, code=code)
+        if status == 429 or status >= 500:
+            return DiscordUnavailable(f"Discord failed with HTTP {status}: {text}", status=status, code=code)
+        return DiscordRestError(text, status=status, code=code)
+    if isinstance(error, TimeoutError):
+        return DiscordUnavailable("Discord did not answer in time.")
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return DiscordUnavailable(f"Discord cannot be reached: {error}")
+    raise error
+
+
+class DiscordRest:
+    """Discord's REST API for one bot token.
+
+    ``timeout`` bounds each call as a whole, waits for 429s and retries of 5xx included; past
+    it the call fails with :class:`DiscordUnavailable`. ``max_ratelimit_wait`` is the longest
+    429 that discord.py waits out rather than failing at once (discord.py's floor is 30 s).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        token: str,
+        gateway_url: str | None = None,
+        max_ratelimit_wait: float = 30.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.gateway_url = gateway_url or DiscordWebSocket.DEFAULT_GATEWAY.human_repr()
+        self._token = token
+        self._max_ratelimit_wait = max_ratelimit_wait
+        self._timeout = timeout
+        self._http: HTTPClient | None = None
+        self.bot_user: dict[str, Any] = {}
+
+    @property
+    def bot_user_id(self) -> int:
+        return int(self.bot_user["id"])
+
+    async def open(self) -> dict[str, Any]:
+        """Log in: checks the token with ``GET /users/@me`` and returns the bot's user."""
+        point_discord_py_at(self.api_url, self.gateway_url)
+        http = HTTPClient(asyncio.get_running_loop(), max_ratelimit_timeout=self._max_ratelimit_wait)
+        try:
+            user = await self._call(http.static_login(self._token))
+        except discord.LoginFailure as error:
+            await http.close()
+            raise DiscordUnauthorized(
+                "Discord refused the bot token (POLLY_DISCORD_TOKEN).", status=401
+            ) from error
+        except BaseException:
+            await http.close()
+            raise
+        self._http = http
+        self.bot_user = cast(dict[str, Any], user)
+        return self.bot_user
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(self, request: Any) -> Any:
+        # The request runs shielded: cancelled while waiting out a global 429, discord.py would
+        # leave its global lock closed and stall every later call. On timeout the caller gets
+        # its answer now and the request finishes (or fails) on its own.
+        task = asyncio.ensure_future(request)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+        except TimeoutError:
+            task.add_done_callback(_discard_outcome)
+            raise DiscordUnavailable(f"Discord did not answer in time ({self._timeout:g}s).") from None
+        except discord.LoginFailure:
+            raise
+        except Exception as error:
+            raise translate(error) from error
+
+    @property
+    def http(self) -> HTTPClient:
+        if self._http is None:
+            raise RuntimeError("DiscordRest is not open; call open() or use 'async with'.")
+        return self._http
+
+    # -- the calls this product makes ----------------------------------------------------------
+
+    async def guild(self, guild_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._call(self.http.get_guild(guild_id, with_counts=False)))
+
+    async def guild_roles(self, guild_id: int) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._call(self.http.get_roles(guild_id)))
+
+    async def guild_channels(self, guild_id: int) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._call(self.http.get_all_guild_channels(guild_id)))
+
+    async def member(self, guild_id: int, user_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._call(self.http.get_member(guild_id, user_id)))
+
+    async def gateway_bot(self) -> dict[str, Any]:
+        shards, url, limits = await self._call(self.http.get_bot_gateway())
+        return {"shards": shards, "url": url, "session_start_limit": limits}

@@ -1,0 +1,532 @@
+"""The sandbox's in-memory Discord: lookups, Discord's checks, and the changes REST can make.
+
+Every change is reported to a listener as the gateway dispatch Discord would send
+(``GUILD_ROLE_CREATE``, ``CHANNEL_UPDATE``, ...), so REST and the gateway never disagree.
+The acting user is always the bot: the sandbox has no user-token REST.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.discord import permissions as perms
+from app.sandbox import errors, shapes
+from app.sandbox.bodies import (
+    ChannelFields,
+    MemberFields,
+    MessageFields,
+    OverwriteFields,
+    RoleFields,
+    RolePosition,
+)
+from app.sandbox.fixture import (
+    MAX_ROLES,
+    Channel,
+    Fixture,
+    Guild,
+    Member,
+    Message,
+    Overwrite,
+    Role,
+    RoleTags,
+    User,
+)
+from app.sandbox.mentions import resolve_mentions
+from app.sandbox.snowflake import SnowflakeGenerator
+
+# Gateway intents (Discord's bit values) that gate each kind of dispatch.
+GUILDS = 1 << 0
+GUILD_MEMBERS = 1 << 1
+GUILD_MESSAGES = 1 << 9
+
+MESSAGES_KEPT_PER_CHANNEL = 1000
+TEXT_CHANNEL_TYPES = (0, 5)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One gateway event: its name, its payload, and who may receive it."""
+
+    name: str
+    data: dict[str, Any]
+    guild_id: int
+    intent: int
+    # Set for member updates: a session always receives its own member's updates.
+    user_id: int | None = None
+
+
+Listener = Callable[[Dispatch], None]
+
+
+def role_rank(role: Role) -> tuple[int, int]:
+    """Discord's role hierarchy: by position, and among equal positions the older role is higher."""
+    return (role.position, -role.id)
+
+
+@dataclass
+class GuildState:
+    guild: Guild
+    roles: dict[int, Role]
+    channels: dict[int, Channel]
+    members: dict[int, Member]
+    messages: dict[int, dict[int, Message]] = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, guild: Guild) -> GuildState:
+        return cls(
+            guild=guild.model_copy(update={"roles": [], "channels": [], "members": []}),
+            roles={role.id: role.model_copy() for role in guild.roles},
+            channels={channel.id: channel.model_copy(update={"messages": []}) for channel in guild.channels},
+            members={member.user_id: member.model_copy() for member in guild.members},
+            messages={
+                channel.id: {message.id: message.model_copy() for message in channel.messages}
+                for channel in guild.channels
+            },
+        )
+
+    def to_model(self) -> Guild:
+        return self.guild.model_copy(
+            update={
+                "roles": self.sorted_roles(),
+                "channels": [
+                    channel.model_copy(update={"messages": list(self.messages.get(channel.id, {}).values())})
+                    for channel in self.channels.values()
+                ],
+                "members": list(self.members.values()),
+            }
+        )
+
+    @property
+    def id(self) -> int:
+        return self.guild.id
+
+    def sorted_roles(self) -> list[Role]:
+        """Lowest first, in Discord's hierarchy order."""
+        return sorted(self.roles.values(), key=role_rank)
+
+    def role_permissions(self) -> dict[int, int]:
+        return {role.id: role.permissions for role in self.roles.values()}
+
+    def permissions_of(self, user_id: int) -> int:
+        member = self.members[user_id]
+        return perms.base_permissions(
+            guild_id=self.id,
+            owner_id=self.guild.owner_id,
+            member_id=user_id,
+            member_role_ids=member.roles,
+            role_permissions=self.role_permissions(),
+        )
+
+    def channel_permissions_of(self, user_id: int, channel: Channel) -> int:
+        member = self.members[user_id]
+        return perms.channel_permissions(
+            self.permissions_of(user_id),
+            guild_id=self.id,
+            member_id=user_id,
+            member_role_ids=member.roles,
+            overwrites=[
+                perms.Overwrite(o.id, o.type, o.allow, o.deny) for o in channel.permission_overwrites
+            ],
+        )
+
+    def top_role_rank(self, user_id: int) -> tuple[int, int]:
+        member = self.members[user_id]
+        ranks = [role_rank(self.roles[role]) for role in member.roles if role in self.roles]
+        return max(ranks, default=role_rank(self.roles[self.id]))
+
+
+class SandboxState:
+    def __init__(self, fixture: Fixture) -> None:
+        self.bot = fixture.bot.model_copy()
+        self.application = fixture.application.model_copy()
+        self.shards = fixture.shards
+        self.users: dict[int, User] = {user.id: user.model_copy() for user in fixture.users}
+        self.users[self.bot.id] = self.bot
+        self.guilds: dict[int, GuildState] = {
+            guild.id: GuildState.from_model(guild) for guild in fixture.guilds
+        }
+        self.channel_guild: dict[int, int] = {
+            channel_id: guild.id for guild in self.guilds.values() for channel_id in guild.channels
+        }
+        self.ids = SnowflakeGenerator()
+        self._listeners: list[Listener] = []
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _dispatch(self, event: Dispatch) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def to_fixture(self) -> Fixture:
+        return Fixture(
+            bot=self.bot,
+            application=self.application,
+            users=[user for user in self.users.values() if user.id != self.bot.id],
+            guilds=[guild.to_model() for guild in self.guilds.values()],
+            shards=self.shards,
+        )
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def bot_guilds(self) -> list[GuildState]:
+        return [guild for guild in self.guilds.values() if self.bot.id in guild.members]
+
+    def guild(self, guild_id: int) -> GuildState:
+        """A guild the bot is in: 10004 when unknown, 50001 when the bot is not a member."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            raise errors.unknown("guild")
+        if self.bot.id not in guild.members:
+            raise errors.missing_access()
+        return guild
+
+    def channel(self, channel_id: int) -> tuple[GuildState, Channel]:
+        guild_id = self.channel_guild.get(channel_id)
+        if guild_id is None:
+            raise errors.unknown("channel")
+        guild = self.guilds[guild_id]
+        if self.bot.id not in guild.members:
+            raise errors.missing_access()
+        channel = guild.channels[channel_id]
+        if not guild.channel_permissions_of(self.bot.id, channel) & perms.VIEW_CHANNEL:
+            raise errors.missing_access()
+        return guild, channel
+
+    def role(self, guild: GuildState, role_id: int) -> Role:
+        role = guild.roles.get(role_id)
+        if role is None:
+            raise errors.unknown("role")
+        return role
+
+    def member(self, guild: GuildState, user_id: int) -> Member:
+        member = guild.members.get(user_id)
+        if member is None:
+            raise errors.unknown("member" if user_id in self.users else "user")
+        return member
+
+    def member_json(self, guild: GuildState, member: Member) -> dict[str, Any]:
+        return shapes.member_json(member, self.users.get(member.user_id))
+
+    # -- Discord's checks ---------------------------------------------------------------------
+
+    def _require(self, guild: GuildState, flag: int) -> None:
+        if not perms.has(guild.permissions_of(self.bot.id), flag):
+            raise errors.missing_permissions()
+
+    def _require_below_bot(self, guild: GuildState, role: Role) -> None:
+        """The bot may only manage roles strictly below its highest role (owners excepted)."""
+        if self.bot.id == guild.guild.owner_id:
+            return
+        if role_rank(role) >= guild.top_role_rank(self.bot.id):
+            raise errors.missing_permissions()
+
+    def _require_grantable(self, guild: GuildState, bits: int) -> None:
+        """Nobody may grant permissions they do not have themselves."""
+        held = guild.permissions_of(self.bot.id)
+        if bits & ~held:
+            raise errors.missing_permissions()
+
+    # -- roles ----------------------------------------------------------------------------------
+
+    def create_role(self, guild_id: int, body: RoleFields) -> Role:
+        guild = self.guild(guild_id)
+        self._require(guild, perms.MANAGE_ROLES)
+        if len(guild.roles) >= MAX_ROLES:
+            raise errors.max_roles(MAX_ROLES)
+        if body.permissions is not None:
+            self._require_grantable(guild, body.permissions)
+        everyone = guild.roles[guild.id]
+        # Like Discord, a new role goes to position 1 without moving others; equal positions are
+        # ordered by id (see role_rank).
+        role = Role(
+            id=self.ids.next(),
+            name=body.name or "new role",
+            permissions=everyone.permissions if body.permissions is None else body.permissions,
+            position=1,
+        )
+        self._apply_role_fields(role, body)
+        guild.roles[role.id] = role
+        self._dispatch(Dispatch("GUILD_ROLE_CREATE", self._role_event(guild, role), guild.id, GUILDS))
+        return role
+
+    def update_role(self, guild_id: int, role_id: int, body: RoleFields) -> Role:
+        guild = self.guild(guild_id)
+        role = self.role(guild, role_id)
+        self._require(guild, perms.MANAGE_ROLES)
+        self._require_below_bot(guild, role)
+        if body.permissions is not None:
+            self._require_grantable(guild, body.permissions & ~role.permissions)
+        if role.id == guild.id and body.given("name") and body.name not in (None, role.name):
+            raise errors.field_error(("name",), "INVALID_ROLE_NAME", "The @everyone role cannot be renamed.")
+        self._apply_role_fields(role, body)
+        self._dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
+        return role
+
+    def move_roles(self, guild_id: int, moves: list[RolePosition]) -> list[Role]:
+        guild = self.guild(guild_id)
+        self._require(guild, perms.MANAGE_ROLES)
+        ordered = [role for role in guild.sorted_roles() if role.id != guild.id]
+        wanted: dict[int, int] = {}
+        for index, move in enumerate(moves):
+            role = guild.roles.get(move.id)
+            if role is None or role.id == guild.id:
+                raise errors.field_error((index, "id"), "INVALID_ROLE", f"Role {move.id} cannot be moved.")
+            self._require_below_bot(guild, role)
+            if move.position is not None:
+                if (
+                    self.bot.id != guild.guild.owner_id
+                    and move.position >= guild.top_role_rank(self.bot.id)[0]
+                ):
+                    raise errors.missing_permissions()
+                wanted[role.id] = max(1, move.position)
+        before = {role.id: role.position for role in ordered}
+        moved = [role for role in ordered if role.id in wanted]
+        staying = [role for role in ordered if role.id not in wanted]
+        for role in sorted(moved, key=lambda r: wanted[r.id]):
+            staying.insert(min(wanted[role.id] - 1, len(staying)), role)
+        for position, role in enumerate(staying, start=1):
+            role.position = position
+        for role in staying:
+            if before[role.id] != role.position:
+                self._dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
+        return guild.sorted_roles()
+
+    def delete_role(self, guild_id: int, role_id: int) -> None:
+        guild = self.guild(guild_id)
+        role = self.role(guild, role_id)
+        self._require(guild, perms.MANAGE_ROLES)
+        if role.id == guild.id:
+            raise errors.invalid_role()
+        self._require_below_bot(guild, role)
+        if role.managed:
+            raise errors.missing_permissions()
+        del guild.roles[role.id]
+        for member in guild.members.values():
+            if role.id in member.roles:
+                member.roles.remove(role.id)
+        event = {"guild_id": str(guild.id), "role_id": str(role.id)}
+        self._dispatch(Dispatch("GUILD_ROLE_DELETE", event, guild.id, GUILDS))
+
+    @staticmethod
+    def _apply_role_fields(role: Role, body: RoleFields) -> None:
+        if body.name is not None:
+            role.name = body.name
+        if body.permissions is not None:
+            role.permissions = body.permissions
+        if body.colors is not None:
+            role.color = body.colors.primary_color
+            role.secondary_color = body.colors.secondary_color
+            role.tertiary_color = body.colors.tertiary_color
+        elif body.given("color"):
+            role.color = body.color or 0
+        if body.hoist is not None:
+            role.hoist = body.hoist
+        if body.mentionable is not None:
+            role.mentionable = body.mentionable
+        if body.given("icon"):
+            role.icon = body.icon
+        if body.given("unicode_emoji"):
+            role.unicode_emoji = body.unicode_emoji
+
+    @staticmethod
+    def _role_event(guild: GuildState, role: Role) -> dict[str, Any]:
+        return {"guild_id": str(guild.id), "role": shapes.role_json(role)}
+
+    # -- channels -------------------------------------------------------------------------------
+
+    def update_channel(self, channel_id: int, body: ChannelFields) -> tuple[GuildState, Channel]:
+        guild, channel = self.channel(channel_id)
+        channel_permissions = guild.channel_permissions_of(self.bot.id, channel)
+        if not perms.has(channel_permissions, perms.MANAGE_CHANNELS):
+            raise errors.missing_permissions()
+        if body.permission_overwrites is not None:
+            if not perms.has(channel_permissions, perms.MANAGE_ROLES):
+                raise errors.missing_permissions()
+            overwrites = []
+            for index, given in enumerate(body.permission_overwrites):
+                targets = guild.roles if given.type == 0 else guild.members
+                if given.id not in targets:
+                    kind = "role" if given.type == 0 else "member"
+                    raise errors.field_error(
+                        ("permission_overwrites", index, "id"),
+                        "UNKNOWN_OVERWRITE",
+                        f"{given.id} is not a {kind} of this guild.",
+                    )
+                overwrite = Overwrite(
+                    id=given.id, type=given.type, allow=given.allow or 0, deny=given.deny or 0
+                )
+                # Like Discord: only permissions the bot holds in the channel can be allowed or denied.
+                if not perms.has(channel_permissions, perms.ADMINISTRATOR) and (
+                    (overwrite.allow | overwrite.deny) & ~channel_permissions
+                ):
+                    raise errors.missing_permissions()
+                overwrites.append(overwrite)
+            channel.permission_overwrites = overwrites
+        if body.name is not None:
+            channel.name = body.name
+        if body.given("topic"):
+            channel.topic = body.topic
+        if body.position is not None:
+            channel.position = body.position
+        if body.nsfw is not None:
+            channel.nsfw = body.nsfw
+        if body.given("parent_id"):
+            if body.parent_id is not None and body.parent_id not in guild.channels:
+                raise errors.field_error(("parent_id",), "CHANNEL_PARENT_INVALID", "Unknown category.")
+            channel.parent_id = body.parent_id
+        event = shapes.channel_json(channel, guild.id)
+        self._dispatch(Dispatch("CHANNEL_UPDATE", event, guild.id, GUILDS))
+        return guild, channel
+
+    def set_overwrite(self, channel_id: int, target_id: int, given: OverwriteFields | None) -> None:
+        """Create, replace (``given``) or delete (``None``) one overwrite of a channel."""
+        _, channel = self.channel(channel_id)
+        kept = [o for o in channel.permission_overwrites if o.id != target_id]
+        if given is None and len(kept) == len(channel.permission_overwrites):
+            return
+        fields = [OverwriteFields(id=o.id, type=o.type, allow=o.allow, deny=o.deny) for o in kept] + (
+            [given] if given is not None else []
+        )
+        self.update_channel(channel_id, ChannelFields(permission_overwrites=fields))
+
+    # -- members --------------------------------------------------------------------------------
+
+    def update_member(self, guild_id: int, user_id: int, body: MemberFields) -> tuple[GuildState, Member]:
+        guild = self.guild(guild_id)
+        member = self.member(guild, user_id)
+        changed = False
+        if body.roles is not None:
+            self._require(guild, perms.MANAGE_ROLES)
+            new_roles = list(dict.fromkeys(body.roles))
+            for index, role_id in enumerate(new_roles):
+                if role_id not in guild.roles or role_id == guild.id:
+                    raise errors.field_error(("roles", index), "UNKNOWN_ROLE", f"Unknown role {role_id}.")
+            for role_id in set(new_roles) ^ set(member.roles):
+                role = guild.roles.get(role_id)
+                if role is None:
+                    continue  # a deleted role lingering on the member: dropping it needs no right
+                self._require_below_bot(guild, role)
+                if role.managed:
+                    raise errors.missing_permissions()
+            if new_roles != member.roles:
+                member.roles = new_roles
+                changed = True
+        if body.given("nick"):
+            self._require(guild, perms.MANAGE_NICKNAMES)
+            if body.nick != member.nick:
+                member.nick = body.nick or None
+                changed = True
+        if changed:
+            event = self.member_json(guild, member)
+            event["guild_id"] = str(guild.id)
+            self._dispatch(Dispatch("GUILD_MEMBER_UPDATE", event, guild.id, GUILD_MEMBERS, user_id=user_id))
+        return guild, member
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def message_json(self, guild: GuildState, channel: Channel, message: Message) -> dict[str, Any]:
+        mentioned = [self.users[user_id] for user_id in message.mention_user_ids if user_id in self.users]
+        return shapes.message_json(message, channel.id, self.users[message.author_id], mentioned)
+
+    def _message_event(self, guild: GuildState, channel: Channel, message: Message) -> dict[str, Any]:
+        event = self.message_json(guild, channel, message)
+        event["guild_id"] = str(guild.id)
+        author = guild.members.get(message.author_id)
+        if author is not None:
+            event["member"] = shapes.member_json(author, None, with_user=False)
+        return event
+
+    def _check_can_send(self, guild: GuildState, channel: Channel) -> int:
+        if channel.type not in TEXT_CHANNEL_TYPES:
+            raise errors.DiscordError(400, 50008, "Cannot send messages in a non-text channel")
+        channel_permissions = guild.channel_permissions_of(self.bot.id, channel)
+        if not perms.has(channel_permissions, perms.SEND_MESSAGES):
+            raise errors.missing_permissions()
+        return channel_permissions
+
+    def _validate_allowed_mentions(self, body: MessageFields) -> None:
+        allowed = body.allowed_mentions
+        if allowed is None:
+            return
+        parse = set(allowed.parse or [])
+        for kind in ("roles", "users"):
+            if kind in parse and getattr(allowed, kind):
+                raise errors.field_error(
+                    ("allowed_mentions", "parse"),
+                    "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                    f'parse:["{kind}"] and {kind}: [ids] are mutually exclusive.',
+                )
+
+    def create_message(self, channel_id: int, body: MessageFields) -> tuple[GuildState, Channel, Message]:
+        guild, channel = self.channel(channel_id)
+        channel_permissions = self._check_can_send(guild, channel)
+        self._validate_allowed_mentions(body)
+        content = body.content or ""
+        if not content and not body.embeds:
+            raise errors.empty_message()
+        mentions = resolve_mentions(
+            content,
+            body.allowed_mentions,
+            roles=guild.roles,
+            member_ids=guild.members,
+            guild_id=guild.id,
+            author_channel_permissions=channel_permissions,
+        )
+        message = Message(
+            id=self.ids.next(),
+            author_id=self.bot.id,
+            content=content,
+            timestamp=datetime.now(UTC),
+            mention_roles=mentions.role_ids,
+            mention_user_ids=mentions.user_ids,
+            mention_everyone=mentions.everyone,
+            embeds=body.embeds or [],
+        )
+        kept = guild.messages.setdefault(channel.id, {})
+        kept[message.id] = message
+        while len(kept) > MESSAGES_KEPT_PER_CHANNEL:
+            del kept[next(iter(kept))]
+        event = self._message_event(guild, channel, message)
+        self._dispatch(Dispatch("MESSAGE_CREATE", event, guild.id, GUILD_MESSAGES))
+        return guild, channel, message
+
+    def update_message(
+        self, channel_id: int, message_id: int, body: MessageFields
+    ) -> tuple[GuildState, Channel, Message]:
+        guild, channel = self.channel(channel_id)
+        message = guild.messages.get(channel.id, {}).get(message_id)
+        if message is None:
+            raise errors.unknown("message")
+        if message.author_id != self.bot.id and (body.given("content") or body.given("embeds")):
+            raise errors.not_author()
+        self._validate_allowed_mentions(body)
+        content = body.content if body.given("content") else message.content
+        embeds = body.embeds if body.given("embeds") else message.embeds
+        if not content and not embeds:
+            raise errors.empty_message()
+        mentions = resolve_mentions(
+            content or "",
+            body.allowed_mentions,
+            roles=guild.roles,
+            member_ids=guild.members,
+            guild_id=guild.id,
+            author_channel_permissions=guild.channel_permissions_of(self.bot.id, channel),
+        )
+        message.content = content or ""
+        message.embeds = embeds or []
+        message.mention_roles = mentions.role_ids
+        message.mention_user_ids = mentions.user_ids
+        message.mention_everyone = mentions.everyone
+        message.edited_timestamp = datetime.now(UTC)
+        event = self._message_event(guild, channel, message)
+        self._dispatch(Dispatch("MESSAGE_UPDATE", event, guild.id, GUILD_MESSAGES))
+        return guild, channel, message
+
+
+__all__ = ["Dispatch", "GuildState", "RoleTags", "SandboxState"]

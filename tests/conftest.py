@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import asyncio
+import json as json_lib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import pytest_asyncio
+
+from app.discord.client import point_discord_py_at
+from app.sandbox.builtin import default_fixture
+from app.sandbox.fixture import Fixture
+from app.sandbox.ratelimit import RateLimitConfig
+from app.sandbox.server import Sandbox
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path | None:
+    """``../shared`` beside the checkout (or where POLLY_SHARED_DIR points), if present."""
+    candidates = [os.environ.get("POLLY_SHARED_DIR"), REPO.parent / "shared", "/work/shared"]
+    for candidate in candidates:
+        if candidate and Path(candidate, "discord-api-spec", "openapi.json").is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def fixture() -> Fixture:
+    return default_fixture()
+
+
+@pytest_asyncio.fixture
+async def sandbox(fixture: Fixture) -> AsyncIterator[Sandbox]:
+    running = Sandbox(fixture, rate_limits=RateLimitConfig(route_limit=50))
+    await running.start("127.0.0.1", 0)
+    point_discord_py_at(running.api_url, running.gateway_url)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+class SandboxHttp:
+    """A plain HTTP client for the sandbox, authenticated as the bot unless told otherwise."""
+
+    def __init__(self, session: aiohttp.ClientSession, sandbox: Sandbox) -> None:
+        self.session = session
+        self.sandbox = sandbox
+        self.auth = {"Authorization": f"Bot {sandbox.fixture.bot.token}"}
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> tuple[aiohttp.ClientResponse, Any]:
+        url = self.sandbox.api_url + path if not path.startswith("/_sandbox") else self.sandbox.url + path
+        merged = {**(self.auth if auth else {}), **(headers or {})}
+        async with self.session.request(method, url, json=json, headers=merged) as response:
+            raw = await response.read()
+            return response, (json_lib.loads(raw) if raw else None)
+
+    async def control(self, method: str, path: str, json: Any = None) -> Any:
+        async with self.session.request(method, self.sandbox.url + path, json=json) as response:
+            response.raise_for_status()
+            return await response.json() if response.status != 204 else None
+
+
+@pytest_asyncio.fixture
+async def http(sandbox: Sandbox) -> AsyncIterator[SandboxHttp]:
+    async with aiohttp.ClientSession() as session:
+        yield SandboxHttp(session, sandbox)
+
+
+@pytest_asyncio.fixture
+async def bot(sandbox: Sandbox) -> AsyncIterator[discord.Client]:
+    """An unmodified discord.Client, logged in to the sandbox and READY."""
+    # discord.py waits guild_ready_timeout after the last GUILD_CREATE before READY; the
+    # sandbox sends them all at once, so a short wait keeps the suite fast.
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.5)
+    ready = asyncio.Event()
+
+    @client.event
+    async def on_ready() -> None:
+        ready.set()
+
+    runner = asyncio.create_task(client.start(sandbox.fixture.bot.token))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=10)
+    except BaseException:
+        runner.cancel()
+        raise
+    try:
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(runner, timeout=10)
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, within: float, interval: float = 0.02
+) -> None:
+    """Wait for ``condition`` (state a server owns) to hold; fail after ``within`` seconds."""
+    # The state lives in another server, so there is no Event to wait on: poll it.
+    async with asyncio.timeout(within):
+        while not await condition():  # noqa: ASYNC110
+            await asyncio.sleep(interval)
+
+
+def guild_id(fixture: Fixture, name: str) -> int:
+    return next(guild.id for guild in fixture.guilds if guild.name == name)
+
+
+def role_id(fixture: Fixture, guild_name: str, role_name: str) -> int:
+    guild = next(guild for guild in fixture.guilds if guild.name == guild_name)
+    return next(role.id for role in guild.roles if role.name == role_name)
+
+
+def channel_id(fixture: Fixture, guild_name: str, channel_name: str) -> int:
+    guild = next(guild for guild in fixture.guilds if guild.name == guild_name)
+    return next(channel.id for channel in guild.channels if channel.name == channel_name)

@@ -1,0 +1,126 @@
+"""The ``polly`` command as a user runs it: a real process, real ports, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from app.sandbox.fixture import Fixture
+from tests.conftest import REPO
+
+POLLY = [sys.executable, "-m", "app"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*POLLY, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_help_lists_the_subcommands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "sandbox" in result.stdout
+    console_script = Path(sys.executable).with_name("polly")
+    if console_script.exists():
+        assert "sandbox" in subprocess.run([console_script, "--help"], capture_output=True, text=True).stdout
+
+
+def test_a_bad_setting_stops_with_a_sentence_naming_it() -> None:
+    result = run("sandbox", "--dump-fixture", env={"POLLY_LOG_LEVEL": "LOUD"})
+    assert result.returncode == 2
+    assert "POLLY_LOG_LEVEL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+BOT = {"id": "1", "username": "b", "token": "t"}
+APPLICATION = {"id": "1", "name": "a"}
+NO_EVERYONE = {"id": "5", "name": "No everyone", "owner_id": "1", "roles": []}
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"bot": BOT, "application": APPLICATION, "guilds": [NO_EVERYONE]}), "no @everyone role"),
+        (json.dumps({"bot": {**BOT, "id": "x"}, "application": APPLICATION}), "bot.id"),
+    ],
+)
+def test_a_bad_fixture_stops_the_sandbox_naming_file_and_problem(
+    tmp_path: Path, content: str, problem: str
+) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(content)
+    result = run("sandbox", "--fixture", str(path), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert str(path) in result.stderr and problem in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_fixture_file_is_named(tmp_path: Path) -> None:
+    result = run("sandbox", "--fixture", str(tmp_path / "absent.json"))
+    assert result.returncode == 2 and "absent.json" in result.stderr
+
+
+def test_dumped_fixtures_load_back(tmp_path: Path) -> None:
+    dumped = run("sandbox", "--dump-fixture")
+    assert dumped.returncode == 0
+    path = tmp_path / "default.json"
+    path.write_text(dumped.stdout)
+    fixture = Fixture.model_validate_json(path.read_text())
+    assert len(fixture.guilds) == 5
+
+    generated = run("sandbox", "--guilds", "1000", "--dump-fixture")
+    assert len(json.loads(generated.stdout)["guilds"]) == 1000
+
+
+async def test_the_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *POLLY,
+        "sandbox",
+        *("--host", "127.0.0.1", "--port", str(port), "--guilds", "3"),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        banner = await asyncio.wait_for(process.stdout.readline(), timeout=20)  # printed once listening
+        assert f"http://127.0.0.1:{port}" in banner.decode()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/_sandbox/fixture") as response:
+                fixture = await response.json()
+            assert len(fixture["guilds"]) == 3
+            headers = {"Authorization": f"Bot {fixture['bot']['token']}"}
+            async with session.get(f"http://127.0.0.1:{port}/api/v10/users/@me", headers=headers) as response:
+                assert (await response.json())["id"] == fixture["bot"]["id"]
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.settings import SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings
 
 
 def _positive_int(text: str) -> int:
@@ -66,10 +66,65 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the fixture as JSON and exit (a start for your own)",
     )
     sandbox.set_defaults(run=run_sandbox)
+
+    api = commands.add_parser(
+        "api",
+        help="run the GraphQL API (Starlette under uvicorn)",
+        description="Serve GraphQL at /graphql, /healthz and /readyz. Reads POLLY_* settings.",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    api.set_defaults(run=run_api)
     return parser
 
 
-def run_sandbox(args: argparse.Namespace) -> int:
+def run_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
+    from app.settings import require_token
+
+    try:
+        token = require_token(settings)
+    except SettingsError as error:
+        print(f"polly api: {error}", file=sys.stderr)
+        return 2
+
+    async def check_token() -> None:
+        rest = DiscordRest(
+            api_url=str(settings.discord_api_url), token=token, timeout=settings.discord_timeout
+        )
+        try:
+            await rest.open()
+        finally:
+            await rest.close()
+
+    try:
+        asyncio.run(check_token())
+    except DiscordUnauthorized:
+        print(
+            f"polly api: Discord at {settings.discord_api_url} refused POLLY_DISCORD_TOKEN; "
+            "set it to the bot's token.",
+            file=sys.stderr,
+        )
+        return 2
+    except DiscordRestError as error:
+        print(f"polly api: Discord is unreachable ({error}); starting degraded.", file=sys.stderr)
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def run_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from app.sandbox.builtin import default_fixture, generated_fixture
     from app.sandbox.fixture import FixtureError, load_fixture
     from app.sandbox.ratelimit import RateLimitConfig
@@ -136,5 +191,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"polly: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result: int = args.run(args)
+    result: int = args.run(args, settings)
     return result

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import AnyUrl, BeforeValidator, Field, RedisDsn, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DISCORD_API_URL = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+RedisUrl = RedisDsn
 
 
 class SettingsError(Exception):
@@ -32,10 +33,46 @@ class Settings(BaseSettings):
         description="URL of Discord's gateway (the sandbox's is ws://HOST:PORT/gateway).",
     )
     discord_token: SecretStr | None = Field(default=None, description="The bot's token.")
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis connection URL.")
+    redis_url: RedisUrl = Field(
+        default=RedisUrl("redis://127.0.0.1:6379/0"), description="Redis connection URL."
+    )
+    cache_prefix: str = Field(
+        default="", max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$", description="Prefix for every Redis key."
+    )
+    role_cache_ttl: int = Field(
+        default=1800, ge=1, description="Seconds the guild roles and role validations stay cached."
+    )
+    stale_grace: int = Field(
+        default=86400,
+        ge=0,
+        description="Seconds past the TTL that last known data is kept for Discord outages.",
+    )
+    negative_cache_ttl: int = Field(
+        default=60, ge=1, description="Seconds an unknown guild (or one without the bot) is remembered."
+    )
+    fill_wait: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds a request waits for another's fetch of the same guild."
+    )
+    discord_timeout: float = Field(
+        default=8.0, gt=0, le=120, description="Seconds one Discord REST call may take, retries included."
+    )
+    max_concurrent_fills: int = Field(
+        default=16, ge=1, le=1000, description="Guilds fetched from Discord at once, per process."
+    )
+    response_cache: bool = Field(default=True, description="Cache serialized results of repeatable queries.")
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = Field(
         default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
+
+
+def require_token(settings: Settings) -> str:
+    """The bot token, or a sentence saying how to set it."""
+    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
+        raise SettingsError(
+            "POLLY_DISCORD_TOKEN is not set: set it to the bot's token "
+            "(the sandbox's default fixture uses sandbox-bot-token)."
+        )
+    return settings.discord_token.get_secret_value().strip()
 
 
 def describe_error(error: ValidationError) -> str:

@@ -9,14 +9,21 @@ from typing import Any
 
 import aiohttp
 import discord
+import httpx
 import pytest
 import pytest_asyncio
+import redis
+import uvicorn
+from pytest_redis import factories
+from starlette.applications import Starlette
 
+from app.api.app import Services, create_app
 from app.discord.client import point_discord_py_at
 from app.sandbox.builtin import default_fixture
 from app.sandbox.fixture import Fixture
 from app.sandbox.ratelimit import RateLimitConfig
 from app.sandbox.server import Sandbox
+from app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,3 +135,102 @@ def role_id(fixture: Fixture, guild_name: str, role_name: str) -> int:
 def channel_id(fixture: Fixture, guild_name: str, channel_name: str) -> int:
     guild = next(guild for guild in fixture.guilds if guild.name == guild_name)
     return next(channel.id for channel in guild.channels if channel.name == channel_name)
+
+
+# A throwaway redis-server on a free port for the whole run; never a shared one.
+redis_server = factories.redis_proc(port=None)
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    client.flushall()
+    client.close()
+    return f"redis://{redis_server.host}:{redis_server.port}/0"
+
+
+class RunningApi:
+    """``polly api``'s application served by uvicorn on a real socket, with an HTTP client."""
+
+    def __init__(self, app: Starlette, server: uvicorn.Server, sandbox: Sandbox, settings: Settings) -> None:
+        self.app = app
+        self.server = server
+        self.sandbox = sandbox
+        self.settings = settings
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=30)
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    async def query(
+        self, query: str, variables: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = variables
+        response = await self.client.post("/graphql", json=body, headers=headers)
+        return response.status_code, response.json()
+
+    def rest_calls(self) -> int:
+        total: int = self.sandbox.stats.snapshot()["total"]  # type: ignore[assignment]
+        return total
+
+    def calls_to(self, route: str) -> int:
+        by_route: dict[str, int] = self.sandbox.stats.snapshot()["by_route"]  # type: ignore[assignment]
+        return by_route.get(route, 0)
+
+
+async def start_api(sandbox: Sandbox, redis_url: str, **overrides: Any) -> RunningApi:
+    settings = Settings(
+        discord_api_url=sandbox.api_url,
+        discord_gateway_url=sandbox.gateway_url,
+        discord_token=sandbox.fixture.bot.token,
+        redis_url=redis_url,
+        **overrides,
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    running = RunningApi(app, server, sandbox, settings)
+    running.task = task  # type: ignore[attr-defined]
+    return running
+
+
+async def stop_api(api: RunningApi) -> None:
+    await api.client.aclose()
+    api.server.should_exit = True
+    await asyncio.wait_for(api.task, timeout=10)  # type: ignore[attr-defined]
+
+
+@pytest_asyncio.fixture
+async def api_factory(
+    sandbox: Sandbox, redis_url: str
+) -> AsyncIterator[Callable[..., Awaitable[RunningApi]]]:
+    started: list[RunningApi] = []
+
+    async def make(**overrides: Any) -> RunningApi:
+        running = await start_api(sandbox, overrides.pop("redis_url", redis_url), **overrides)
+        started.append(running)
+        return running
+
+    try:
+        yield make
+    finally:
+        for running in started:
+            await stop_api(running)
+
+
+@pytest_asyncio.fixture
+async def api(api_factory: Callable[..., Awaitable[RunningApi]]) -> RunningApi:
+    running = await api_factory()
+    running.sandbox.stats.reset()  # the API's login is not the test's business
+    return running

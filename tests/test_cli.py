@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from app.sandbox.fixture import Fixture
+from app.sandbox.server import Sandbox
 from tests.conftest import REPO
 
 POLLY = [sys.executable, "-m", "app"]
@@ -124,3 +125,33 @@ async def test_the_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_api_without_a_token_stops_with_a_sentence() -> None:
+    result = run("api", env={"POLLY_DISCORD_TOKEN": ""})
+    assert result.returncode == 2
+    assert "POLLY_DISCORD_TOKEN is not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_api_with_a_wrong_setting_names_it() -> None:
+    result = run("api", env={"POLLY_DISCORD_TOKEN": "x", "POLLY_REDIS_URL": "http://localhost"})
+    assert result.returncode == 2
+    assert "POLLY_REDIS_URL" in result.stderr and "Traceback" not in result.stderr
+    result = run("api", env={"POLLY_DISCORD_TOKEN": "x", "POLLY_ROLE_CACHE_TTL": "-5"})
+    assert result.returncode == 2 and "POLLY_ROLE_CACHE_TTL" in result.stderr
+
+
+async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
+    env = {"POLLY_DISCORD_TOKEN": "not-the-token", "POLLY_DISCORD_API_URL": sandbox.api_url}
+    process = await asyncio.create_subprocess_exec(
+        *POLLY,
+        "api",
+        "--port",
+        str(free_port()),
+        cwd=REPO,
+        env={**os.environ, **env},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 2
+    assert b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr

@@ -9,6 +9,7 @@ whether retrying later can help, so callers never handle discord.py's exceptions
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -112,11 +113,31 @@ class DiscordRest:
         self._max_ratelimit_wait = max_ratelimit_wait
         self._timeout = timeout
         self._http: HTTPClient | None = None
+        self._opening = asyncio.Lock()
         self.bot_user: dict[str, Any] = {}
+        self.last_success: float | None = None
+        self.last_failure: tuple[float, str] | None = None
 
     @property
     def bot_user_id(self) -> int:
+        if not self.bot_user:
+            raise RuntimeError("DiscordRest is not open; call open() or ensure_open() first.")
         return int(self.bot_user["id"])
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the last call reached Discord (a refusal counts: Discord answered)."""
+        if self.last_failure is None:
+            return self.last_success is not None
+        return self.last_success is not None and self.last_success > self.last_failure[0]
+
+    async def ensure_open(self) -> None:
+        """Log in unless already logged in (e.g. Discord was down when the service started)."""
+        if self._http is not None:
+            return
+        async with self._opening:
+            if self._http is None:
+                await self.open()
 
     async def open(self) -> dict[str, Any]:
         """Log in: checks the token with ``GET /users/@me`` and returns the bot's user."""
@@ -156,14 +177,25 @@ class DiscordRest:
         # its answer now and the request finishes (or fails) on its own.
         task = asyncio.ensure_future(request)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self._timeout)
+            result = await asyncio.wait_for(asyncio.shield(task), self._timeout)
         except TimeoutError:
             task.add_done_callback(_discard_outcome)
+            self._failed(f"Discord did not answer in time ({self._timeout:g}s).")
             raise DiscordUnavailable(f"Discord did not answer in time ({self._timeout:g}s).") from None
         except discord.LoginFailure:
             raise
         except Exception as error:
-            raise translate(error) from error
+            translated = translate(error)
+            if isinstance(translated, DiscordUnavailable):
+                self._failed(str(translated))
+            else:
+                self.last_success = time.time()
+            raise translated from error
+        self.last_success = time.time()
+        return result
+
+    def _failed(self, reason: str) -> None:
+        self.last_failure = (time.time(), reason)
 
     @property
     def http(self) -> HTTPClient:

@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+
 import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types import ExecutionContext, Info
 
 import app
+from app.graphql.context import RequestContext
+from app.graphql.errors import error_code
+from app.graphql.types import Role, RoleValidation
+from app.roles.errors import InvalidInput
+from app.roles.pingability import bot_abilities, pingable_roles, validate_role
+
+log = logging.getLogger(__name__)
+
+MAX_ROLE_IDS = 250  # a guild has at most 250 roles
+MAX_SNOWFLAKE = 2**64 - 1
+
+
+def snowflake(value: str, argument: str) -> int:
+    """A Discord id from a GraphQL ID, or a BAD_USER_INPUT error naming the argument."""
+    text = str(value)
+    if not text.isdigit() or len(text) > 20 or not 0 < int(text) <= MAX_SNOWFLAKE:
+        raise InvalidInput(
+            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {text[:40]!r}."
+        )
+    return int(text)
+
+
+Context = Info[RequestContext, None]
 
 
 @strawberry.type
@@ -13,5 +41,60 @@ class Query:
     def api_version(self) -> str:
         return app.__version__
 
+    @strawberry.field(description="Every role of the guild, highest position first.")
+    async def guild_roles(self, info: Context, guild_id: strawberry.ID) -> list[Role]:
+        snapshot = await info.context.loader.guild(snowflake(guild_id, "guildId"))
+        return [Role.from_discord(role) for role in snapshot.roles]
 
-schema = strawberry.Schema(query=Query)
+    @strawberry.field(
+        description="The roles the bot can really ping in the guild (or in one channel of it), highest first."
+    )
+    async def pingable_roles(
+        self, info: Context, guild_id: strawberry.ID, channel_id: strawberry.ID | None = None
+    ) -> list[Role]:
+        guild = snowflake(guild_id, "guildId")
+        channel = None if channel_id is None else snowflake(channel_id, "channelId")
+        snapshot = await info.context.loader.guild(guild)
+        return [Role.from_discord(role) for role in pingable_roles(snapshot, channel)]
+
+    @strawberry.field(
+        description="One result per role id, in the order given: is it a role of the guild, can the bot"
+        " ping it?"
+    )
+    async def validate_roles(
+        self,
+        info: Context,
+        guild_id: strawberry.ID,
+        role_ids: list[strawberry.ID],
+        channel_id: strawberry.ID | None = None,
+    ) -> list[RoleValidation]:
+        guild = snowflake(guild_id, "guildId")
+        if len(role_ids) > MAX_ROLE_IDS:
+            raise InvalidInput(f"roleIds may hold at most {MAX_ROLE_IDS} ids; got {len(role_ids)}.")
+        roles = [snowflake(role_id, f"roleIds[{index}]") for index, role_id in enumerate(role_ids)]
+        if channel_id is None:
+            validations = await info.context.loader.validations(guild, roles)
+        else:
+            channel = snowflake(channel_id, "channelId")
+            snapshot = await info.context.loader.guild(guild)
+            abilities = bot_abilities(snapshot, channel)
+            validations = [validate_role(snapshot, role, abilities) for role in roles]
+        return [RoleValidation.from_validation(validation) for validation in validations]
+
+
+class PollySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors clients caused are theirs to read, not ours to page on; unexpected ones are
+        # logged with their traceback where they are turned into a masked message.
+        for error in errors:
+            if error_code(error) != "INTERNAL_SERVER_ERROR":
+                log.debug("GraphQL error for the client: %s", error.message)
+
+
+# Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
+schema = PollySchema(
+    query=Query,
+    extensions=[lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)],
+)

@@ -1,0 +1,1 @@
+"""Redis: every key this service uses, the scripts that keep writes ordered, and the role cache."""

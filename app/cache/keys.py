@@ -1,0 +1,47 @@
+"""Every Redis key this service reads or writes, in one place.
+
+The first two are the origin design's contract (``guild_roles_ping:{guild_id}`` and
+``role_validation:{guild_id}:{role_id}``); the rest support them. ``POLLY_CACHE_PREFIX``
+goes in front of all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    prefix: str = ""
+
+    def guild_roles(self, guild_id: int) -> str:
+        """A guild's roles, the bot's member roles and channel overwrites (or why there are none)."""
+        return f"{self.prefix}guild_roles_ping:{guild_id}"
+
+    def role_validation(self, guild_id: int, role_id: int) -> str:
+        """One role's validation result, for the guild as a whole (no channel)."""
+        return f"{self.prefix}role_validation:{guild_id}:{role_id}"
+
+    def last_known_guild_roles(self, guild_id: int) -> str:
+        """The last good copy of ``guild_roles``, kept past its TTL to serve during Discord outages."""
+        return f"{self.prefix}guild_roles_ping_last_known:{guild_id}"
+
+    def guild_version(self, guild_id: int) -> str:
+        """A counter that only grows; every write of guild data carries the version it was read at."""
+        return f"{self.prefix}guild_version:{guild_id}"
+
+    def guild_dependents(self, guild_id: int) -> str:
+        """The set of keys computed from a guild's data (validations, responses), dropped with it."""
+        return f"{self.prefix}guild_dependents:{guild_id}"
+
+    def fill_lock(self, guild_id: int) -> str:
+        """Held by the one process fetching a guild from Discord."""
+        return f"{self.prefix}fill_lock:{guild_id}"
+
+    def response(self, digest: str) -> str:
+        """A serialized GraphQL response, by the digest of what determines it."""
+        return f"{self.prefix}response:{digest}"
+
+    def pattern(self, name: str) -> str:
+        """A SCAN pattern for one kind of key, e.g. ``pattern("guild_roles_ping")``."""
+        return f"{self.prefix}{name}:*"

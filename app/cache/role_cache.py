@@ -1,0 +1,229 @@
+"""The role cache: the origin design's Redis contract, with versioned writes and batch reads.
+
+Values are JSON documents the roles service defines; this module only stores them, keeps
+their TTLs, and keeps writes ordered by each guild's version. Method names follow the origin
+design (``cache_guild_roles_for_ping`` and friends).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as redis
+
+from app.cache import scripts
+from app.cache.connection import Breaker, CacheUnavailable
+from app.cache.keys import CacheKeys
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+@dataclass
+class CacheCounters:
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    writes_refused: int = 0  # carried an older version than Redis holds
+    invalidations: int = 0
+    last_known_served: int = 0
+    unavailable: int = 0
+
+    def as_dict(self) -> dict[str, int | float]:
+        looked_up = self.hits + self.misses
+        return {
+            **self.__dict__,
+            "hit_rate": round(self.hits / looked_up, 4) if looked_up else 0.0,
+        }
+
+
+@dataclass
+class CachedReads:
+    """What one MGET found: raw guild documents and role validations (``None`` for a miss)."""
+
+    guilds: dict[int, bytes | None] = field(default_factory=dict)
+    validations: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
+
+
+class RoleCache:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keys: CacheKeys,
+        breaker: Breaker,
+        ttl: int,
+        last_known_ttl: int,
+        negative_ttl: int,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.breaker = breaker
+        self.ttl = ttl
+        self.last_known_ttl = last_known_ttl
+        self.negative_ttl = negative_ttl
+        self.counters = CacheCounters()
+        self._write_guild = client.register_script(scripts.WRITE_GUILD)
+        self._write_dependents = client.register_script(scripts.WRITE_DEPENDENTS)
+        self._invalidate = client.register_script(scripts.INVALIDATE_GUILD)
+
+    # -- the origin design's methods -----------------------------------------------------------
+
+    async def cache_guild_roles_for_ping(self, guild_id: int, data: Document, *, version: int) -> bool:
+        """Store a guild's role data read at ``version``; False when newer data is already there."""
+        return await self.write_guild(guild_id, orjson.dumps(data), version=version, ttl=self.ttl)
+
+    async def get_cached_guild_roles_for_ping(self, guild_id: int) -> Document | None:
+        reads = await self.read([guild_id], [])
+        raw = reads.guilds[guild_id]
+        return None if raw is None else _load(raw)
+
+    async def cache_role_validation(
+        self, guild_id: int, role_id: int, result: Document, *, version: int
+    ) -> bool:
+        return await self.cache_role_validations(guild_id, {role_id: result}, version=version)
+
+    async def get_cached_role_validation(self, guild_id: int, role_id: int) -> Document | None:
+        reads = await self.read([], [(guild_id, role_id)])
+        raw = reads.validations[(guild_id, role_id)]
+        return None if raw is None else _load(raw)
+
+    async def invalidate_guild_roles_cache(self, guild_id: int) -> int:
+        """Drop a guild's role data and everything computed from it; returns the new version."""
+        keys = [
+            self.keys.guild_roles(guild_id),
+            self.keys.guild_version(guild_id),
+            self.keys.guild_dependents(guild_id),
+        ]
+        version = int(await self.breaker.call(lambda: self._invalidate(keys=keys)))
+        self.counters.invalidations += 1
+        log.info("Invalidated the role cache of guild %s (now version %s).", guild_id, version)
+        return version
+
+    async def warm_guild_cache(self, guild_id: int, data: Document) -> int:
+        """Write a guild's role data as the newest version (Discord's own events are fresher
+        than anything cached); returns that version."""
+        version = int(await self.breaker.call(lambda: self.redis.incr(self.keys.guild_version(guild_id))))
+        await self.write_guild(guild_id, orjson.dumps(data), version=version, ttl=self.ttl)
+        return version
+
+    async def get_cache_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"counters": self.counters.as_dict(), "ttl": self.ttl}
+        try:
+            info = await self.breaker.call(lambda: self.redis.info("memory"))
+            size = await self.breaker.call(self.redis.dbsize)
+            stats["redis"] = {"available": True, "keys": size, "used_memory": info.get("used_memory")}
+        except CacheUnavailable as error:
+            stats["redis"] = {"available": False, "error": str(error)}
+        return stats
+
+    # -- batch reads and versioned writes -----------------------------------------------------
+
+    async def read(self, guild_ids: Sequence[int], validations: Sequence[tuple[int, int]]) -> CachedReads:
+        """Guild documents and role validations in one MGET."""
+        keys = [self.keys.guild_roles(g) for g in guild_ids]
+        keys += [self.keys.role_validation(g, r) for g, r in validations]
+        if not keys:
+            return CachedReads()
+        try:
+            values = cast(list[bytes | None], await self.breaker.call(lambda: self.redis.mget(keys)))
+        except CacheUnavailable:
+            self.counters.unavailable += 1
+            raise
+        reads = CachedReads(
+            guilds=dict(zip(guild_ids, values[: len(guild_ids)], strict=True)),
+            validations=dict(zip(validations, values[len(guild_ids) :], strict=True)),
+        )
+        hits = sum(value is not None for value in values)
+        self.counters.hits += hits
+        self.counters.misses += len(values) - hits
+        if log.isEnabledFor(logging.DEBUG):
+            for key, value in zip(keys, values, strict=True):
+                log.debug("Cache %s: %s", "hit" if value is not None else "miss", key)
+        return reads
+
+    async def version(self, guild_id: int) -> int:
+        raw = await self.breaker.call(lambda: self.redis.get(self.keys.guild_version(guild_id)))
+        return int(raw or 0)
+
+    async def guild_and_version(self, guild_id: int) -> tuple[bytes | None, int]:
+        """The guild's cached data and its current version, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.guild_roles(guild_id))
+        pipe.get(self.keys.guild_version(guild_id))
+        raw, version = await self.breaker.call(pipe.execute)
+        return raw, int(version or 0)
+
+    async def write_guild(
+        self, guild_id: int, payload: bytes, *, version: int, ttl: int, last_known: bool = True
+    ) -> bool:
+        keys = [
+            self.keys.guild_roles(guild_id),
+            self.keys.last_known_guild_roles(guild_id),
+            self.keys.guild_version(guild_id),
+            self.keys.guild_dependents(guild_id),
+        ]
+        keep = self.ttl + self.last_known_ttl if last_known else 0
+        written = bool(
+            await self.breaker.call(lambda: self._write_guild(keys=keys, args=[payload, ttl, keep, version]))
+        )
+        if written:
+            self.counters.writes += 1
+        else:
+            self.counters.writes_refused += 1
+            log.debug("Refused a write of guild %s at version %s: newer data is cached.", guild_id, version)
+        return written
+
+    async def write_absent(self, guild_id: int, payload: bytes, *, version: int) -> bool:
+        """Remember briefly that a guild cannot be read (unknown, or the bot is not in it)."""
+        return await self.write_guild(
+            guild_id, payload, version=version, ttl=self.negative_ttl, last_known=False
+        )
+
+    async def cache_role_validations(
+        self, guild_id: int, results: Mapping[int, Document], *, version: int
+    ) -> bool:
+        entries = {
+            self.keys.role_validation(guild_id, role_id): orjson.dumps(r) for role_id, r in results.items()
+        }
+        return await self.write_dependents({guild_id: version}, entries, ttl=self.ttl)
+
+    async def write_dependents(
+        self, versions: Mapping[int, int], entries: Mapping[str, bytes], *, ttl: int
+    ) -> bool:
+        """Write ``entries`` computed from guilds at ``versions``, unless one of them changed since."""
+        if not entries:
+            return True
+        guilds = list(versions)
+        keys = [self.keys.guild_version(g) for g in guilds] + [self.keys.guild_dependents(g) for g in guilds]
+        keys += list(entries)
+        args: list[Any] = [len(guilds), len(entries), ttl, *(versions[g] for g in guilds), *entries.values()]
+        written = bool(await self.breaker.call(lambda: self._write_dependents(keys=keys, args=args)))
+        if not written:
+            self.counters.writes_refused += 1
+        return written
+
+    async def last_known(self, guild_id: int) -> bytes | None:
+        key = self.keys.last_known_guild_roles(guild_id)
+        return cast(bytes | None, await self.breaker.call(lambda: self.redis.get(key)))
+
+    async def drop_guild(self, guild_id: int) -> None:
+        """Forget a guild entirely (the bot left it), last-known copy included."""
+        await self.invalidate_guild_roles_cache(guild_id)
+        await self.breaker.call(lambda: self.redis.delete(self.keys.last_known_guild_roles(guild_id)))
+
+    async def ttls(self, keys: Iterable[str]) -> list[int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.ttl(key)
+        return [int(value) for value in await self.breaker.call(pipe.execute)]
+
+
+def _load(raw: bytes) -> Document:
+    document: Document = orjson.loads(raw)
+    return document

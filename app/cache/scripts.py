@@ -1,0 +1,58 @@
+"""Lua scripts that make guild writes ordered by version and drops complete, atomically in Redis."""
+
+from __future__ import annotations
+
+# KEYS: guild data, last-known copy, version, dependents.
+# ARGV: payload, ttl, last-known ttl (0: leave the copy alone), version.
+# A write carrying a version older than the stored one loses. A newer version first drops
+# everything computed from the older data.
+WRITE_GUILD = """
+local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+local version = tonumber(ARGV[4])
+if version < current then return 0 end
+if version > current then
+  redis.call('SET', KEYS[3], ARGV[4])
+  local dependents = redis.call('SMEMBERS', KEYS[4])
+  for i = 1, #dependents, 500 do
+    redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
+  end
+  redis.call('DEL', KEYS[4])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3]) end
+return 1
+"""
+
+# KEYS: n version keys, n dependents sets, m entry keys.
+# ARGV: n, m, ttl, n expected versions, m values.
+# Entries computed from guild data are written only if no guild they depend on changed
+# meanwhile, and are registered to be dropped with each of those guilds.
+WRITE_DEPENDENTS = """
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') ~= tonumber(ARGV[3 + i]) then return 0 end
+end
+for j = 1, m do
+  local key = KEYS[2 * n + j]
+  redis.call('SET', key, ARGV[3 + n + j], 'EX', ttl)
+  for i = 1, n do redis.call('SADD', KEYS[n + i], key) end
+end
+for i = 1, n do
+  if redis.call('TTL', KEYS[n + i]) < ttl then redis.call('EXPIRE', KEYS[n + i], ttl) end
+end
+return 1
+"""
+
+# KEYS: guild data, version, dependents. Returns the new version.
+# The last-known copy stays: it is what an outage falls back to.
+INVALIDATE_GUILD = """
+local version = redis.call('INCR', KEYS[2])
+local dependents = redis.call('SMEMBERS', KEYS[3])
+for i = 1, #dependents, 500 do
+  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+return version
+"""

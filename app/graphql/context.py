@@ -1,0 +1,30 @@
+"""What resolvers see as ``info.context``: the request's loader and what the answer depended on."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from app.graphql.loaders import RolesLoader
+from app.roles.service import RoleService
+from app.roles.snapshot import Stale
+
+
+@dataclass
+class RequestContext:
+    roles: RoleService
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    # The access scope the answer was computed for; part of the response cache key.
+    scope: str = "public"
+    # Guild data the answer was computed from, by version: a cached answer is dropped with it.
+    versions: dict[int, int] = field(default_factory=dict)
+    stale: dict[int, Stale] = field(default_factory=dict)
+    loader: RolesLoader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loader = RolesLoader(self.roles, self.versions, self.stale)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether the answer may be served to later requests: not when built from stale data."""
+        return not self.stale

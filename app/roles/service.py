@@ -1,0 +1,286 @@
+"""Reads of guild role data: cache first, one fill per guild from Discord, last known on failure.
+
+A *fill* is the three REST calls one guild needs (the guild with its roles, the bot's member,
+the channels). Fills are single-flight: in a process through :class:`SingleFlight`, across
+processes through a Redis lock whose holder fetches while the others wait for its result.
+When Discord fails, the last known copy is served and marked stale. When Redis is down,
+fills go straight to Discord (still single-flight, with bounded concurrency) and their
+results are kept in memory for a short while, so an outage does not multiply REST calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+
+from app.cache.connection import CacheUnavailable
+from app.cache.role_cache import CachedReads, RoleCache
+from app.discord.client import DiscordForbidden, DiscordNotFound, DiscordRest, DiscordRestError
+from app.roles.errors import DiscordUnavailable, GuildNotFound, RolesError
+from app.roles.pingability import Validation, bot_abilities, validate_role
+from app.roles.single_flight import SingleFlight
+from app.roles.snapshot import BOT_NOT_IN_GUILD, UNKNOWN_GUILD, GuildSnapshot, Stale
+
+log = logging.getLogger(__name__)
+
+LOCAL_FALLBACK_SIZE = 10_000
+LOCAL_FALLBACK_SECONDS = 30.0
+POLL_INTERVAL = 0.02
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    fill_wait: float = 5.0
+    discord_timeout: float = 8.0
+    max_concurrent_fills: int = 16
+
+
+@dataclass
+class ReadResults:
+    guilds: dict[int, GuildSnapshot | RolesError]
+    validations: dict[tuple[int, int], Validation | RolesError]
+
+
+class RoleService:
+    def __init__(self, cache: RoleCache, discord: DiscordRest, limits: ServiceLimits | None = None) -> None:
+        self.cache = cache
+        self.discord = discord
+        self.limits = limits or ServiceLimits()
+        self._flights: SingleFlight[int, GuildSnapshot] = SingleFlight()
+        self._fill_slots = asyncio.Semaphore(self.limits.max_concurrent_fills)
+        self._local: OrderedDict[int, tuple[float, GuildSnapshot]] = OrderedDict()
+        self.fills = 0
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read(self, guild_ids: Sequence[int], validations: Sequence[tuple[int, int]]) -> ReadResults:
+        """Guild snapshots and (guild-wide) role validations: one MGET, then fills as needed."""
+        wanted_guilds = list(dict.fromkeys([*guild_ids, *(g for g, _ in validations)]))
+        try:
+            cached = await self.cache.read(wanted_guilds, validations)
+        except CacheUnavailable:
+            cached = CachedReads(guilds=dict.fromkeys(wanted_guilds), validations=dict.fromkeys(validations))
+
+        snapshots: dict[int, GuildSnapshot | RolesError] = {}
+        for guild_id, raw in cached.guilds.items():
+            if raw is not None:
+                snapshots[guild_id] = GuildSnapshot.from_json(raw)
+
+        found: dict[tuple[int, int], Validation] = {}
+        for pair, raw in cached.validations.items():
+            if raw is None:
+                continue
+            validation = Validation.from_document(orjson.loads(raw))
+            snapshot = snapshots.get(pair[0])
+            if isinstance(snapshot, GuildSnapshot) and snapshot.version != validation.version:
+                continue  # computed from other data than what is cached now
+            found[pair] = validation
+
+        to_fill = [g for g in guild_ids if g not in snapshots]
+        to_fill += [
+            g for g, r in validations if (g, r) not in found and g not in snapshots and g not in to_fill
+        ]
+        to_fill = list(dict.fromkeys(to_fill))
+        if to_fill:
+            filled = await asyncio.gather(*(self.snapshot(g) for g in to_fill), return_exceptions=True)
+            for guild_id, outcome in zip(to_fill, filled, strict=True):
+                if isinstance(outcome, RolesError | GuildSnapshot):
+                    snapshots[guild_id] = outcome
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+
+        results = ReadResults(guilds={}, validations={})
+        for guild_id in guild_ids:
+            results.guilds[guild_id] = _usable(snapshots[guild_id])
+        computed: dict[int, dict[int, Validation]] = {}
+        for pair in validations:
+            guild_id, role_id = pair
+            if pair in found:
+                results.validations[pair] = found[pair]
+                continue
+            snapshot = _usable(snapshots[guild_id])
+            if isinstance(snapshot, RolesError):
+                results.validations[pair] = snapshot
+                continue
+            validation = validate_role(snapshot, role_id, bot_abilities(snapshot))
+            results.validations[pair] = validation
+            if snapshot.stale is None:
+                computed.setdefault(guild_id, {})[role_id] = validation
+        await self._store_validations(snapshots, computed)
+        return results
+
+    async def _store_validations(
+        self, snapshots: dict[int, GuildSnapshot | RolesError], computed: dict[int, dict[int, Validation]]
+    ) -> None:
+        for guild_id, by_role in computed.items():
+            snapshot = snapshots[guild_id]
+            if not isinstance(snapshot, GuildSnapshot):
+                continue
+            documents = {role_id: v.to_document() for role_id, v in by_role.items()}
+            try:
+                await self.cache.cache_role_validations(guild_id, documents, version=snapshot.version)
+            except CacheUnavailable:
+                return
+
+    async def snapshot(self, guild_id: int) -> GuildSnapshot:
+        """One guild's data, from a fill this process shares with every concurrent caller."""
+        return await self._flights.run(guild_id, lambda: self._fill(guild_id))
+
+    # -- fills ----------------------------------------------------------------------------------
+
+    async def _fill(self, guild_id: int) -> GuildSnapshot:
+        deadline = time.monotonic() + self.limits.fill_wait
+        while True:
+            if not self.cache.breaker.available:
+                return await self._fill_without_redis(guild_id)
+            lock = self.cache.redis.lock(
+                self.cache.keys.fill_lock(guild_id),
+                timeout=self.limits.discord_timeout + self.limits.fill_wait,
+                blocking=False,
+            )
+            try:
+                acquired = await self.cache.breaker.call(lock.acquire)
+            except CacheUnavailable:
+                return await self._fill_without_redis(guild_id)
+            if acquired:
+                try:
+                    return await self._fill_holding_lock(guild_id)
+                finally:
+                    await self._release(lock)
+            # Another process is fetching this guild: wait for what it writes.
+            waited = await self._wait_for_other_fill(guild_id, lock, deadline)
+            if waited is not None:
+                return waited
+            if time.monotonic() >= deadline:
+                return await self._last_known_or_fail(
+                    guild_id, f"another fetch of guild {guild_id} took longer than {self.limits.fill_wait:g}s"
+                )
+
+    async def _wait_for_other_fill(self, guild_id: int, lock: Lock, deadline: float) -> GuildSnapshot | None:
+        key = self.cache.keys.guild_roles(guild_id)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                raw = await self.cache.breaker.call(lambda: self.cache.redis.get(key))
+                if raw is not None:
+                    return GuildSnapshot.from_json(raw)
+                if not await self.cache.breaker.call(lock.locked):
+                    return None  # the holder finished without a result (or died): try ourselves
+            except CacheUnavailable:
+                return None
+        return None
+
+    async def _fill_holding_lock(self, guild_id: int) -> GuildSnapshot:
+        raw, version = await self.cache.guild_and_version(guild_id)
+        if raw is not None:  # filled by someone else between our miss and the lock
+            return GuildSnapshot.from_json(raw)
+        try:
+            snapshot = await self._fetch(guild_id, version)
+        except DiscordRestError as error:
+            return await self._last_known_or_fail(guild_id, str(error))
+        try:
+            if snapshot.absent is None:
+                await self.cache.write_guild(
+                    guild_id, snapshot.to_json(), version=version, ttl=self.cache.ttl
+                )
+            else:
+                await self.cache.write_absent(guild_id, snapshot.to_json(), version=version)
+        except CacheUnavailable:
+            self._remember(snapshot)
+        return snapshot
+
+    async def _fill_without_redis(self, guild_id: int) -> GuildSnapshot:
+        remembered = self._local.get(guild_id)
+        if remembered is not None and remembered[0] > time.monotonic():
+            return remembered[1]
+        try:
+            snapshot = await self._fetch(guild_id, version=0)
+        except DiscordRestError as error:
+            raise DiscordUnavailable(
+                f"Discord could not be reached for guild {guild_id} ({error}) and the cache is down; "
+                "retry shortly."
+            ) from error
+        self._remember(snapshot)
+        return snapshot
+
+    async def _release(self, lock: Lock) -> None:
+        try:
+            await self.cache.breaker.call(lock.release)
+        except (LockError, CacheUnavailable) as error:
+            # The lock expires on its own; a failed release only delays the next fill.
+            log.debug("Could not release a fill lock: %s", error)
+
+    def _remember(self, snapshot: GuildSnapshot) -> None:
+        self._local[snapshot.guild_id] = (time.monotonic() + LOCAL_FALLBACK_SECONDS, snapshot)
+        self._local.move_to_end(snapshot.guild_id)
+        while len(self._local) > LOCAL_FALLBACK_SIZE:
+            self._local.popitem(last=False)
+
+    async def _last_known_or_fail(self, guild_id: int, why: str) -> GuildSnapshot:
+        try:
+            raw = await self.cache.last_known(guild_id)
+        except CacheUnavailable:
+            raw = None
+        if raw is None:
+            raise DiscordUnavailable(
+                f"Discord could not be reached for guild {guild_id} ({why}) and no earlier copy is kept; "
+                "retry shortly."
+            )
+        snapshot = GuildSnapshot.from_json(raw)
+        snapshot.stale = Stale(reason=why, fetched_at=snapshot.fetched_at)
+        self.cache.counters.last_known_served += 1
+        log.warning("Serving the last known roles of guild %s: %s", guild_id, why)
+        return snapshot
+
+    async def _fetch(self, guild_id: int, version: int) -> GuildSnapshot:
+        """The three REST calls of a fill, at once; an unknown guild comes back as absent."""
+        await self.discord.ensure_open()
+        async with self._fill_slots:
+            self.fills += 1
+            log.debug("Fetching guild %s from Discord.", guild_id)
+            guild, member, channels = await asyncio.gather(
+                self.discord.guild(guild_id),
+                self.discord.member(guild_id, self.discord.bot_user_id),
+                self.discord.guild_channels(guild_id),
+                return_exceptions=True,
+            )
+        for outcome in (guild, member, channels):
+            if isinstance(outcome, DiscordNotFound | DiscordForbidden):
+                absent = (
+                    UNKNOWN_GUILD
+                    if outcome is guild and isinstance(outcome, DiscordNotFound)
+                    else BOT_NOT_IN_GUILD
+                )
+                return GuildSnapshot.missing(guild_id, version, absent)
+        for outcome in (guild, member, channels):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(guild, dict) and isinstance(member, dict) and isinstance(channels, list)
+        return GuildSnapshot.from_discord(
+            guild_id=guild_id,
+            version=version,
+            owner_id=int(guild["owner_id"]),
+            bot_id=self.discord.bot_user_id,
+            bot_role_ids=[int(role) for role in member.get("roles", [])],
+            roles=guild["roles"],
+            channels=channels,
+        )
+
+
+def _usable(snapshot: GuildSnapshot | RolesError) -> GuildSnapshot | RolesError:
+    """A snapshot the caller can use, or the error that stands for its absence."""
+    if isinstance(snapshot, RolesError) or snapshot.absent is None:
+        return snapshot
+    if snapshot.absent == UNKNOWN_GUILD:
+        return GuildNotFound(f"Guild {snapshot.guild_id} does not exist.")
+    return GuildNotFound(
+        f"The bot is not a member of guild {snapshot.guild_id}; invite it to the guild first."
+    )

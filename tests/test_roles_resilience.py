@@ -1,0 +1,215 @@
+"""Single-flight fills, last-known data when Discord fails, and answers while Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pytest_redis.executor import RedisExecutor
+
+from app.sandbox.fixture import Fixture
+from app.sandbox.server import Sandbox
+from tests.conftest import REPO, RunningApi, SandboxHttp, guild_id, wait_until
+
+PINGABLE = "query($g: ID!) { pingableRoles(guildId: $g) { name } }"
+
+
+async def test_concurrent_cold_queries_cause_one_fill(api: RunningApi, fixture: Fixture) -> None:
+    big = str(guild_id(fixture, "Big Guild"))
+    # Distinct documents, so the response cache cannot answer any of them.
+    queries = [f"query Q{n}($g: ID!) {{ pingableRoles(guildId: $g) {{ id }} }}" for n in range(100)]
+    results = await asyncio.gather(*(api.query(q, {"g": big}) for q in queries))
+    assert {status for status, _ in results} == {200}
+    assert all(len(body["data"]["pingableRoles"]) == 124 for _, body in results)
+    assert api.calls_to("GET /guilds/{guild_id}") == 1
+    assert api.rest_calls() == 3
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest_asyncio.fixture
+async def two_api_processes(sandbox: Sandbox, redis_url: str) -> AsyncIterator[list[str]]:
+    """Two ``polly api`` processes sharing one Redis, talking to the sandbox."""
+    env = {
+        **os.environ,
+        "POLLY_DISCORD_API_URL": sandbox.api_url,
+        "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
+        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
+        "POLLY_REDIS_URL": redis_url,
+        "POLLY_LOG_LEVEL": "WARNING",
+    }
+    ports = [_free_port(), _free_port()]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        async with httpx.AsyncClient() as client:
+
+            async def ready() -> bool:
+                try:
+                    statuses = [(await client.get(f"{url}/healthz")).status_code for url in urls]
+                except httpx.TransportError:
+                    return False
+                return statuses == [200, 200]
+
+            await wait_until(ready, within=20)
+        yield urls
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            await asyncio.wait_for(process.wait(), timeout=10)
+
+
+async def test_concurrent_cold_queries_across_processes_cause_one_fill(
+    two_api_processes: list[str], sandbox: Sandbox, fixture: Fixture
+) -> None:
+    sandbox.stats.reset()
+    big = str(guild_id(fixture, "Big Guild"))
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def ask(n: int) -> int:
+            url = two_api_processes[n % 2]
+            query = f"query Q{n}($g: ID!) {{ pingableRoles(guildId: $g) {{ id }} }}"
+            response = await client.post(f"{url}/graphql", json={"query": query, "variables": {"g": big}})
+            assert "errors" not in response.json()
+            return len(response.json()["data"]["pingableRoles"])
+
+        assert set(await asyncio.gather(*(ask(n) for n in range(200)))) == {124}
+    assert sandbox.stats.snapshot()["by_route"].get("GET /guilds/{guild_id}") == 1
+    assert sandbox.stats.snapshot()["total"] == 3
+
+
+async def test_discord_failures_serve_the_last_known_data(
+    api_factory: Any, fixture: Fixture, http: SandboxHttp
+) -> None:
+    api: RunningApi = await api_factory(discord_timeout=1.0)
+    quiet = guild_id(fixture, "Quiet Corner")
+    _, first = await api.query(PINGABLE, {"g": str(quiet)})
+    assert "extensions" not in first
+
+    await api.services.role_cache.invalidate_guild_roles_cache(quiet)  # as if the TTL had passed
+    for fault in (
+        {"status": 503, "count": 1},  # a 5xx
+        {"latency_ms": 3000, "count": 1},  # a timeout
+        {"status": 429, "retry_after": 120, "count": 1},  # a rate limit past our bound
+    ):
+        await http.control(
+            "POST", "/_sandbox/faults", {"method": "GET", "route": "/guilds/{guild_id}", **fault}
+        )
+        status, body = await api.query(PINGABLE, {"g": str(quiet)})
+        assert status == 200
+        assert body["data"] == first["data"]
+        [stale] = body["extensions"]["stale"]
+        assert stale["guildId"] == str(quiet) and stale["reason"]
+        await http.control("DELETE", "/_sandbox/faults")
+
+    # Once Discord answers again, fresh data comes back and the marker goes.
+    status, body = await api.query(PINGABLE, {"g": str(quiet)})
+    assert body == first
+
+
+async def test_discord_failing_without_earlier_data_is_a_clear_error(
+    api: RunningApi, fixture: Fixture, http: SandboxHttp
+) -> None:
+    await http.control(
+        "POST", "/_sandbox/faults", {"method": "GET", "route": "/guilds/{guild_id}", "status": 503}
+    )
+    status, body = await api.query(PINGABLE, {"g": str(guild_id(fixture, "Polly HQ"))})
+    assert status == 200
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "DISCORD_UNAVAILABLE"
+    assert "retry" in error["message"]
+
+
+@pytest_asyncio.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisExecutor]:
+    """A redis-server this test may stop and start again."""
+    executor = RedisExecutor(
+        executable="redis-server",
+        databases=1,
+        redis_timeout=5,
+        loglevel="warning",
+        host="127.0.0.1",
+        port=_free_port(),
+        datadir=tmp_path,
+    )
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.stop()
+
+
+async def test_redis_down_answers_from_discord_and_readyz_says_degraded(
+    api_factory: Any, fixture: Fixture, own_redis: RedisExecutor
+) -> None:
+    api: RunningApi = await api_factory(redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    playground, quiet = (str(guild_id(fixture, name)) for name in ("Polly Playground", "Quiet Corner"))
+    _, expected = await api.query(PINGABLE, {"g": playground})
+    assert (await api.client.get("/readyz")).json()["status"] == "ready"
+
+    own_redis.stop()
+    api.sandbox.stats.reset()
+    results = await asyncio.gather(*(api.query(PINGABLE, {"g": playground}) for _ in range(20)))
+    for status, body in results:
+        assert status == 200 and body["data"] == expected["data"]
+        assert "degraded" in body["extensions"]
+    # Still single-flight: the twenty concurrent requests shared one fill.
+    assert api.rest_calls() == 3
+    # And kept briefly in memory, so the next ones do not go to Discord again.
+    await api.query(PINGABLE, {"g": playground})
+    assert api.rest_calls() == 3
+    status, body = await api.query(PINGABLE, {"g": quiet})
+    assert status == 200 and [r["name"] for r in body["data"]["pingableRoles"]] == ["Helpers", "Artists"]
+
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded" and ready.json()["redis"]["ok"] is False
+
+    own_redis.start()
+
+    async def recovered() -> bool:
+        return bool((await api.client.get("/readyz")).json()["status"] == "ready")
+
+    await wait_until(recovered, within=10)
+    status, body = await api.query(PINGABLE, {"g": playground})
+    assert status == 200 and "extensions" not in body
+
+
+@pytest.mark.parametrize("redis_reachable", [True, False])
+async def test_readyz_reports_discord_down(
+    api_factory: Any, fixture: Fixture, http: SandboxHttp, redis_reachable: bool
+) -> None:
+    overrides: dict[str, Any] = {"discord_timeout": 0.5}
+    if not redis_reachable:
+        overrides["redis_url"] = f"redis://127.0.0.1:{_free_port()}/0"
+    api: RunningApi = await api_factory(**overrides)
+    await http.control("POST", "/_sandbox/faults", {"method": "*", "route": "*", "status": 503, "count": 100})
+    await api.query(PINGABLE, {"g": str(guild_id(fixture, "Polly HQ"))})
+    ready = await api.client.get("/readyz")
+    assert ready.json()["discord"]["ok"] is False
+    if redis_reachable:
+        assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
+    else:
+        assert (ready.status_code, ready.json()["status"]) == (503, "unavailable")

@@ -29,7 +29,6 @@ def open_redis(url: str, *, timeout: float = 0.5, max_connections: int = 128) ->
         timeout=2.0,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=15,
         retry_on_timeout=False,
     )
     return redis.Redis.from_pool(pool)  # owns the pool: aclose() disconnects it

@@ -1,0 +1,112 @@
+"""Starting the real parts for a benchmark: a private redis-server, the sandbox, API processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {within:g}s")
+
+
+class Stack(contextlib.ExitStack):
+    """Processes started for one benchmark run, stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+        def stop() -> None:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+        self.callback(stop)
+        return process
+
+    def redis(self) -> str:
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is needed: apt-get install redis-server")
+        port = free_port()
+        self.spawn(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return f"redis://127.0.0.1:{port}/0"
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def sandbox(self, fixture: dict[str, Any] | None = None, *args: str) -> str:
+        port = free_port()
+        command = [sys.executable, "-m", "app", "sandbox", "--port", str(port), *args]
+        if fixture is not None:
+            path = Path(self.enter_context(tempfile.TemporaryDirectory())) / "fixture.json"
+            path.write_text(json.dumps(fixture))
+            command += ["--fixture", str(path)]
+        self.spawn(command, {"POLLY_LOG_LEVEL": "WARNING"})
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/_sandbox/stats")
+        return url
+
+    def api(self, sandbox_url: str, redis_url: str, **settings: str) -> str:
+        port = free_port()
+        token = httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["bot"]["token"]
+        env = {
+            "POLLY_DISCORD_API_URL": f"{sandbox_url}/api/v10",
+            "POLLY_DISCORD_GATEWAY_URL": sandbox_url.replace("http", "ws") + "/gateway",
+            "POLLY_DISCORD_TOKEN": token,
+            "POLLY_REDIS_URL": redis_url,
+            "POLLY_LOG_LEVEL": "WARNING",
+            **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.spawn([sys.executable, "-m", "app", "api", "--port", str(port)], env)
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/healthz")
+        return url
+
+
+def sandbox_stats(sandbox_url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{sandbox_url}/_sandbox/stats").json()
+    return stats
+
+
+def reset_sandbox_stats(sandbox_url: str) -> None:
+    httpx.post(f"{sandbox_url}/_sandbox/stats/reset")

@@ -1,0 +1,120 @@
+"""Requests/s, p50 and p99 of a repeated pingableRoles query (50-role guild), next to a bare
+Starlette endpoint that returns the same bytes from Redis, under the same wrk load.
+
+Run: bench/roles_throughput [--duration 10] [--connections 64] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import urllib.parse
+
+import httpx
+import redis
+
+from app.sandbox.builtin import generated_fixture
+from bench.processes import Stack, free_port, wait_for
+
+QUERY = (
+    "query Pingable($g: ID!) { pingableRoles(guildId: $g) { id name color position mentionable managed } }"
+)
+
+
+def fixture_with_a_50_role_guild() -> dict[str, object]:
+    fixture = generated_fixture(1, seed=3)
+    guild = fixture.guilds[0]
+    while len(guild.roles) < 50:
+        template = guild.roles[-1]
+        guild.roles.append(
+            template.model_copy(
+                update={"id": template.id + 1, "name": f"Role {len(guild.roles)}", "position": 1}
+            )
+        )
+    guild.roles = guild.roles[:50]
+    for role in guild.roles[2:]:
+        role.mentionable = True
+    return fixture.model_dump(mode="json")
+
+
+def wrk(url: str, duration: int, connections: int) -> tuple[float, float, float]:
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    if "Non-2xx" in output or "Socket errors" in output:
+        print(output, file=sys.stderr)
+        raise SystemExit("wrk saw errors; the figures would be wrong.")
+    return rate, percentile("50"), percentile("99")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per endpoint (default 2)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    with Stack() as stack:
+        redis_url = stack.redis()
+        fixture = fixture_with_a_50_role_guild()
+        guild_id = fixture["guilds"][0]["id"]  # type: ignore[index]
+        sandbox = stack.sandbox(fixture)
+        api = stack.api(sandbox, redis_url)
+        params = urllib.parse.urlencode({"query": QUERY, "variables": f'{{"g": "{guild_id}"}}'})
+        api_url = f"{api}/graphql?{params}"
+
+        body = httpx.get(api_url).content  # the first request fills the cache
+        assert b'"errors"' not in body and body.count(b'"id"') == 48, body[
+            :200
+        ]  # all but @everyone and the bot's
+        redis.Redis.from_url(redis_url).set("bench:response", body)
+
+        bare_port = free_port()
+        stack.spawn(
+            [sys.executable, "-m", "uvicorn", "bench.bare_endpoint:app", "--port", str(bare_port),
+             "--log-level", "warning", "--no-access-log"],
+            {"BARE_REDIS_URL": redis_url},
+        )  # fmt: skip
+        bare_url = f"http://127.0.0.1:{bare_port}/graphql?{params}"
+        wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        assert httpx.get(bare_url).content == body
+
+        results: dict[str, list[tuple[float, float, float]]] = {"api": [], "bare": []}
+        wrk(api_url, 2, args.connections)  # warm both
+        wrk(bare_url, 2, args.connections)
+        for _ in range(args.rounds):
+            results["api"].append(wrk(api_url, args.duration, args.connections))
+            results["bare"].append(wrk(bare_url, args.duration, args.connections))
+
+    load = f"wrk -c{args.connections}, {args.rounds}x{args.duration}s"
+    print(f"pingableRoles, 50-role guild, {len(body)} bytes; {load}")
+    figures = {}
+    for name, runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        p50 = statistics.median(r[1] for r in runs)
+        p99 = statistics.median(r[2] for r in runs)
+        figures[name] = rate
+        label = "polly api /graphql" if name == "api" else "bare Starlette + Redis GET"
+        print(f"  {label:28} {rate:9.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    print(f"  ratio (api / bare): {figures['api'] / figures['bare']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

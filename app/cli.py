@@ -75,7 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     api.set_defaults(run=run_api)
+
+    bot = commands.add_parser(
+        "bot",
+        help="run the gateway bot that keeps the role cache right and publishes changes",
+        description="Connect to Discord's gateway (guilds intent, sharded) and write role changes through"
+        " to Redis.",
+    )
+    bot.set_defaults(run=run_bot)
     return parser
+
+
+def run_bot(args: argparse.Namespace, settings: Settings) -> int:
+    from app.bot.runner import BotLoginRefused
+    from app.bot.runner import run_bot as serve
+
+    try:
+        asyncio.run(serve(settings))
+    except (SettingsError, BotLoginRefused) as error:
+        print(f"polly bot: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1000, description="Guilds fetched from Discord at once, per process."
     )
     response_cache: bool = Field(default=True, description="Cache serialized results of repeatable queries.")
+    shard_count: int | None = Field(
+        default=None,
+        ge=1,
+        description="Gateway shards for polly bot; unset: what GET /gateway/bot recommends.",
+    )
+    event_stream_length: int = Field(
+        default=1000, ge=10, description="Events kept per guild stream for subscribers to replay."
+    )
+    bot_mode: Literal["write-through", "invalidate"] = Field(
+        default="write-through",
+        description="write-through (ours) or invalidate (the origin design, kept for comparison).",
+    )
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = Field(
         default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )

@@ -102,6 +102,18 @@ class Stack(contextlib.ExitStack):
         wait_for(f"{url}/healthz")
         return url
 
+    def bot(self, sandbox_url: str, redis_url: str, **settings: str) -> None:
+        token = httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["bot"]["token"]
+        env = {
+            "POLLY_DISCORD_API_URL": f"{sandbox_url}/api/v10",
+            "POLLY_DISCORD_GATEWAY_URL": sandbox_url.replace("http", "ws") + "/gateway",
+            "POLLY_DISCORD_TOKEN": token,
+            "POLLY_REDIS_URL": redis_url,
+            "POLLY_LOG_LEVEL": "WARNING",
+            **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.spawn([sys.executable, "-m", "app", "bot"], env)
+
 
 def sandbox_stats(sandbox_url: str) -> dict[str, Any]:
     stats: dict[str, Any] = httpx.get(f"{sandbox_url}/_sandbox/stats").json()

@@ -42,7 +42,8 @@ async def test_the_origin_designs_methods(cache: RoleCache) -> None:
     assert await cache.last_known(GUILD) is not None  # kept for outages
 
     warmed = await cache.warm_guild_cache(GUILD, {"roles": []})
-    assert warmed == 2 and await cache.get_cached_guild_roles_for_ping(GUILD) == {"roles": []}
+    # The version a write took in Redis is part of the stored document.
+    assert warmed == 2 and await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": 2, "roles": []}
 
     stats = await cache.get_cache_stats()
     assert stats["counters"]["hits"] >= 3 and stats["counters"]["misses"] >= 2
@@ -55,7 +56,7 @@ async def test_a_write_read_at_an_older_version_never_wins(cache: RoleCache) -> 
     newer = await cache.warm_guild_cache(GUILD, {"from": "gateway"})  # ...an event lands meanwhile
     assert newer > read_at
     assert not await cache.cache_guild_roles_for_ping(GUILD, {"from": "slow fill"}, version=read_at)
-    assert await cache.get_cached_guild_roles_for_ping(GUILD) == {"from": "gateway"}
+    assert await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": newer, "from": "gateway"}
     assert not await cache.cache_role_validation(GUILD, 1, {"stale": True}, version=read_at)
     assert await cache.get_cached_role_validation(GUILD, 1) is None
     assert cache.counters.writes_refused == 2

@@ -38,6 +38,14 @@ class CacheKeys:
         """Held by the one process fetching a guild from Discord."""
         return f"{self.prefix}fill_lock:{guild_id}"
 
+    def guild_events(self, guild_id: int) -> str:
+        """A guild's event stream (bounded), and the pub/sub channel that announces each event."""
+        return f"{self.prefix}guild_events:{guild_id}"
+
+    def bot_guilds(self) -> str:
+        """The set of guilds the gateway bot is in."""
+        return f"{self.prefix}bot_guilds"
+
     def response(self, digest: str) -> str:
         """A serialized GraphQL response, by the digest of what determines it."""
         return f"{self.prefix}response:{digest}"

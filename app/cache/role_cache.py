@@ -42,6 +42,16 @@ class CacheCounters:
         }
 
 
+@dataclass(frozen=True)
+class EventFields:
+    """What an event says besides its guild, version and stream id."""
+
+    kind: str
+    role_id: str | None
+    channel_id: str | None
+    at: str
+
+
 @dataclass
 class CachedReads:
     """What one MGET found: raw guild documents and role validations (``None`` for a miss)."""
@@ -71,6 +81,8 @@ class RoleCache:
         self._write_guild = client.register_script(scripts.WRITE_GUILD)
         self._write_dependents = client.register_script(scripts.WRITE_DEPENDENTS)
         self._invalidate = client.register_script(scripts.INVALIDATE_GUILD)
+        self._apply_change = client.register_script(scripts.APPLY_CHANGE)
+        self._refresh = client.register_script(scripts.REFRESH_GUILD)
 
     # -- the origin design's methods -----------------------------------------------------------
 
@@ -106,10 +118,10 @@ class RoleCache:
         return version
 
     async def warm_guild_cache(self, guild_id: int, data: Document) -> int:
-        """Write a guild's role data as the newest version (Discord's own events are fresher
-        than anything cached); returns that version."""
-        version = int(await self.breaker.call(lambda: self.redis.incr(self.keys.guild_version(guild_id))))
-        await self.write_guild(guild_id, orjson.dumps(data), version=version, ttl=self.ttl)
+        """Write a guild's role data as the newest version (Discord's own gateway data is
+        fresher than anything cached), without an event; returns that version."""
+        payload = orjson.dumps({key: value for key, value in data.items() if key != "version"})
+        version, _ = await self.apply_change(guild_id, payload, None, stream_length=1)
         return version
 
     async def get_cache_stats(self) -> dict[str, Any]:
@@ -207,6 +219,45 @@ class RoleCache:
         if not written:
             self.counters.writes_refused += 1
         return written
+
+    async def apply_change(
+        self, guild_id: int, payload: bytes, event: EventFields | None, *, stream_length: int
+    ) -> tuple[int, str | None]:
+        """Write a guild's data as Discord's newest (a new version) and append ``event`` to its
+        stream, announcing it on pub/sub, atomically. ``payload`` is the data without its
+        version. Returns the version and the event's stream id."""
+        keys = [
+            self.keys.guild_roles(guild_id),
+            self.keys.last_known_guild_roles(guild_id),
+            self.keys.guild_version(guild_id),
+            self.keys.guild_dependents(guild_id),
+            self.keys.guild_events(guild_id),
+        ]
+        args: list[Any] = [
+            payload,
+            self.ttl,
+            self.ttl + self.last_known_ttl,
+            event.kind if event else "",
+            event.role_id or "" if event else "",
+            event.channel_id or "" if event else "",
+            event.at if event else "",
+            stream_length,
+            self.keys.guild_events(guild_id),
+            str(guild_id),
+        ]
+        version, event_id = await self.breaker.call(lambda: self._apply_change(keys=keys, args=args))
+        self.counters.writes += 1
+        return int(version), (event_id.decode() if isinstance(event_id, bytes) else None)
+
+    async def refresh(self, guild_id: int, payload: bytes) -> bool:
+        """Keep a guild's data from expiring; True when it had expired and was rewritten."""
+        keys = [
+            self.keys.guild_roles(guild_id),
+            self.keys.last_known_guild_roles(guild_id),
+            self.keys.guild_version(guild_id),
+        ]
+        args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
+        return bool(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
 
     async def last_known(self, guild_id: int) -> bytes | None:
         key = self.keys.last_known_guild_roles(guild_id)

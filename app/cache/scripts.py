@@ -56,3 +56,49 @@ end
 redis.call('DEL', KEYS[1], KEYS[3])
 return version
 """
+
+# Discord's own event, written through by the gateway bot: always the newest version.
+# KEYS: guild data, last-known copy, version, dependents, event stream.
+# ARGV: payload without its version (a JSON object), ttl, last-known ttl, event kind ('' for
+# none), role id, channel id, event time, stream length, pub/sub channel, guild id.
+# The version is taken and written into the payload here, so data, version and event agree.
+# Returns {version, event id or false}.
+APPLY_CHANGE = """
+local version = redis.call('INCR', KEYS[3])
+local dependents = redis.call('SMEMBERS', KEYS[4])
+for i = 1, #dependents, 500 do
+  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
+end
+redis.call('DEL', KEYS[4])
+local rest = string.sub(ARGV[1], 2)
+if rest ~= '}' then rest = ',' .. rest end
+local body = '{"version":' .. version .. rest
+redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
+redis.call('SET', KEYS[2], body, 'EX', ARGV[3])
+if ARGV[4] == '' then return {version, false} end
+local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
+  'guild_id', ARGV[10], 'kind', ARGV[4], 'role_id', ARGV[5], 'channel_id', ARGV[6],
+  'version', version, 'at', ARGV[7])
+redis.call('PUBLISH', ARGV[9], cjson.encode({
+  id = id, guild_id = ARGV[10], kind = ARGV[4], role_id = ARGV[5], channel_id = ARGV[6],
+  version = version, at = ARGV[7]}))
+return {version, id}
+"""
+
+# Keeps a guild the bot is in from expiring: extends the TTLs, or rewrites the bot's copy at
+# the current version if the data expired. KEYS: guild data, last-known copy, version.
+# ARGV: payload without its version, ttl, last-known ttl.
+REFRESH_GUILD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 0
+end
+local version = tonumber(redis.call('GET', KEYS[3]) or '0')
+local rest = string.sub(ARGV[1], 2)
+if rest ~= '}' then rest = ',' .. rest end
+local body = '{"version":' .. version .. rest
+redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
+redis.call('SET', KEYS[2], body, 'EX', ARGV[3])
+return 1
+"""

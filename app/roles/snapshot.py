@@ -96,15 +96,15 @@ class GuildSnapshot:
 
     # -- JSON -----------------------------------------------------------------------------------
 
-    def to_json(self) -> bytes:
+    def to_json(self, *, with_version: bool = True) -> bytes:
+        """The cached document; without its version for writes that take the version in Redis."""
+        head: dict[str, Any] = {"version": self.version} if with_version else {}
         if self.absent is not None:
-            return orjson.dumps(
-                {"guild_id": str(self.guild_id), "absent": self.absent, "version": self.version}
-            )
+            return orjson.dumps({**head, "guild_id": str(self.guild_id), "absent": self.absent})
         return orjson.dumps(
             {
+                **head,
                 "guild_id": str(self.guild_id),
-                "version": self.version,
                 "fetched_at": self.fetched_at,
                 "owner_id": str(self.owner_id),
                 "bot_id": str(self.bot_id),

@@ -7,6 +7,9 @@ import json
 from aiohttp import web
 from pydantic import ValidationError
 
+from app.sandbox import shapes
+from app.sandbox.bodies import RoleFields
+from app.sandbox.errors import DiscordError
 from app.sandbox.faults import FaultRule
 from app.sandbox.gateway import Gateway
 from app.sandbox.ratelimit import RateLimitConfig
@@ -64,6 +67,22 @@ async def invalidate_session(request: web.Request) -> web.Response:
 @control.get("/_sandbox/gateway/sessions")
 async def list_sessions(request: web.Request) -> web.Response:
     return json_response({"sessions": request.app[GATEWAY].describe()})
+
+
+@control.patch("/_sandbox/guilds/{guild_id}/roles/{role_id}")
+async def change_role(request: web.Request) -> web.Response:
+    """Edit a role as the guild's owner would: no permission checks, not counted in the stats,
+    dispatched on the gateway like any change (for benchmarks and demos)."""
+    state = request.app[STATE]
+    try:
+        body = RoleFields.model_validate(await _document(request))
+        guild_id, role_id = int(request.match_info["guild_id"]), int(request.match_info["role_id"])
+        role = state.update_role(guild_id, role_id, body, as_owner=True)
+    except ValidationError as error:
+        return _problem(400, f"Not a role change: {error.errors()[0]['msg']}.")
+    except (ValueError, DiscordError) as error:
+        return _problem(404 if isinstance(error, DiscordError) and error.status == 404 else 400, str(error))
+    return json_response(shapes.role_json(role))
 
 
 @control.get("/_sandbox/faults")

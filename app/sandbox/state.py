@@ -255,13 +255,15 @@ class SandboxState:
         self._dispatch(Dispatch("GUILD_ROLE_CREATE", self._role_event(guild, role), guild.id, GUILDS))
         return role
 
-    def update_role(self, guild_id: int, role_id: int, body: RoleFields) -> Role:
-        guild = self.guild(guild_id)
+    def update_role(self, guild_id: int, role_id: int, body: RoleFields, *, as_owner: bool = False) -> Role:
+        """Edit a role as the bot (Discord's checks apply) or ``as_owner`` (the control API)."""
+        guild = self.guild(guild_id) if not as_owner else self.guilds.get(guild_id) or self.guild(guild_id)
         role = self.role(guild, role_id)
-        self._require(guild, perms.MANAGE_ROLES)
-        self._require_below_bot(guild, role)
-        if body.permissions is not None:
-            self._require_grantable(guild, body.permissions & ~role.permissions)
+        if not as_owner:
+            self._require(guild, perms.MANAGE_ROLES)
+            self._require_below_bot(guild, role)
+            if body.permissions is not None:
+                self._require_grantable(guild, body.permissions & ~role.permissions)
         if role.id == guild.id and body.given("name") and body.name not in (None, role.name):
             raise errors.field_error(("name",), "INVALID_ROLE_NAME", "The @everyone role cannot be renamed.")
         self._apply_role_fields(role, body)

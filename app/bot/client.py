@@ -1,0 +1,26 @@
+"""The discord.py client of ``polly bot``: the guilds intent only, sharded, feeding the sync."""
+
+from __future__ import annotations
+
+import discord
+
+from app.bot.sync import GatewaySync
+
+
+class PollyBot(discord.AutoShardedClient):
+    def __init__(self, sync: GatewaySync, *, shard_count: int | None = None) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # roles, channels and the bot's own member; nothing privileged
+        super().__init__(
+            intents=intents,
+            shard_count=shard_count,
+            enable_debug_events=True,  # on_socket_raw_receive: Discord's own JSON, as REST has it
+            max_messages=None,
+            chunk_guilds_at_startup=False,
+        )
+        self.sync = sync
+
+    async def on_socket_raw_receive(self, message: str) -> None:
+        # discord.py starts these handlers in the order messages arrived; feeding is the
+        # first thing each does, so the sync sees the gateway's order.
+        self.sync.feed(message)

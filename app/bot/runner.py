@@ -1,0 +1,88 @@
+"""``polly bot``: run the gateway bot until SIGTERM or SIGINT, then shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import discord
+
+from app.bot.client import PollyBot
+from app.bot.sync import GatewaySync
+from app.cache.connection import Breaker, CacheUnavailable, open_redis
+from app.cache.keys import CacheKeys
+from app.cache.role_cache import RoleCache
+from app.discord.client import point_discord_py_at
+from app.settings import Settings, SettingsError, require_token
+
+log = logging.getLogger(__name__)
+
+
+class BotLoginRefused(Exception):
+    """Discord refused the bot token."""
+
+
+def role_cache_for(settings: Settings) -> RoleCache:
+    return RoleCache(
+        open_redis(str(settings.redis_url)),
+        keys=CacheKeys(settings.cache_prefix),
+        breaker=Breaker(),
+        ttl=settings.role_cache_ttl,
+        last_known_ttl=settings.stale_grace,
+        negative_ttl=settings.negative_cache_ttl,
+    )
+
+
+async def keep_fresh(sync: GatewaySync, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await sync.refresh_all()
+        except CacheUnavailable:
+            continue  # the sync's own recovery resyncs once Redis is back
+
+
+async def run_bot(
+    settings: Settings, stop: asyncio.Event | None = None, *, handle_signals: bool = True
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT arrives); raises BotLoginRefused on a bad token."""
+    token = require_token(settings)
+    point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
+    cache = role_cache_for(settings)
+    sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
+    bot = PollyBot(sync, shard_count=settings.shard_count)
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+    tasks = [
+        asyncio.create_task(sync.run(), name="gateway-sync"),
+        asyncio.create_task(keep_fresh(sync, max(1.0, settings.role_cache_ttl / 3)), name="keep-fresh"),
+    ]
+    connection = asyncio.create_task(bot.start(token), name="gateway")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connection.done():
+            error = connection.exception()
+            if isinstance(error, discord.LoginFailure):
+                where = settings.discord_api_url
+                raise BotLoginRefused(
+                    f"Discord at {where} refused POLLY_DISCORD_TOKEN; set it to the bot's token."
+                ) from error
+            if error is not None:
+                raise error
+    finally:
+        log.info("Stopping the gateway bot.")
+        stopping.cancel()
+        await bot.close()
+        for task in (*tasks, connection):
+            task.cancel()
+        await asyncio.gather(*tasks, connection, stopping, return_exceptions=True)
+        await cache.redis.aclose()
+
+
+__all__ = ["BotLoginRefused", "SettingsError", "run_bot"]

@@ -1,0 +1,331 @@
+"""The gateway bot against the sandbox's real gateway and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import pytest_asyncio
+import redis.asyncio as redis
+from pytest_redis.executor import RedisExecutor
+
+from app.bot.runner import run_bot
+from app.roles.snapshot import GuildSnapshot
+from app.sandbox.fixture import Fixture
+from app.sandbox.server import Sandbox
+from app.sandbox.shapes import role_json
+from app.settings import Settings
+from tests.conftest import REPO, RunningApi, SandboxHttp, channel_id, guild_id, role_id, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+PINGABLE = "query($g: ID!, $c: ID) { pingableRoles(guildId: $g, channelId: $c) { name } }"
+
+
+class RunningBot:
+    def __init__(self, sandbox: Sandbox, redis_url: str) -> None:
+        self.sandbox = sandbox
+        self.redis = redis.Redis.from_url(redis_url)
+        self.settings = Settings(
+            discord_api_url=sandbox.api_url,
+            discord_gateway_url=sandbox.gateway_url,
+            discord_token=sandbox.fixture.bot.token,
+            redis_url=redis_url,
+        )
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def bot_guild_ids(self) -> set[int]:
+        bot = self.sandbox.state.bot.id
+        return {g.id for g in self.sandbox.state.guilds.values() if bot in g.members}
+
+    async def cached(self, guild: int) -> GuildSnapshot | None:
+        try:
+            raw = await self.redis.get(f"guild_roles_ping:{guild}")
+        except redis.ConnectionError:
+            return None  # Redis restarting: this client reconnects on the next call
+        return None if raw is None else GuildSnapshot.from_json(raw)
+
+    async def matches_sandbox(self, guild: int) -> bool:
+        """The cached guild holds exactly the sandbox's roles, bot roles and overwrites."""
+        cached = await self.cached(guild)
+        state = self.sandbox.state.guilds[guild]
+        if cached is None:
+            return False
+        roles = sorted((role_json(r) for r in state.roles.values()), key=lambda r: r["id"])
+        overwrites = {
+            c.id: sorted((o.id, o.type, o.allow, o.deny) for o in c.permission_overwrites)
+            for c in state.channels.values()
+        }
+        return (
+            sorted(cached.roles, key=lambda r: r["id"]) == roles
+            and set(cached.bot_role_ids) == set(state.members[self.sandbox.state.bot.id].roles)
+            and {
+                c: sorted((o.id, o.type, o.allow, o.deny) for o in d.overwrites)
+                for c, d in cached.channels.items()
+            }
+            == overwrites
+        )
+
+    async def all_cached(self) -> bool:
+        return all([await self.matches_sandbox(g) for g in self.bot_guild_ids()])
+
+    async def events(self, guild: int) -> list[dict[str, Any]]:
+        entries = await self.redis.xrange(f"guild_events:{guild}")
+        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+@pytest_asyncio.fixture
+async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[[str], Awaitable[RunningBot]]]:
+    started: list[RunningBot] = []
+
+    async def start(redis_url: str) -> RunningBot:
+        running = RunningBot(sandbox, redis_url)
+        running.task = asyncio.create_task(run_bot(running.settings, running.stop, handle_signals=False))
+        started.append(running)
+        await wait_until(running.all_cached, within=10)
+        return running
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            running.stop.set()
+            if running.task is not None:
+                await asyncio.wait_for(running.task, timeout=15)
+            await running.redis.aclose()
+
+
+@pytest_asyncio.fixture
+async def bot(bot_factory: Callable[[str], Awaitable[RunningBot]], redis_url: str) -> RunningBot:
+    return await bot_factory(redis_url)
+
+
+async def test_every_guild_is_answered_without_rest_calls(
+    bot: RunningBot, api: RunningApi, fixture: Fixture
+) -> None:
+    api.sandbox.stats.reset()
+    for guild in bot.bot_guild_ids():
+        status, body = await api.query(PINGABLE, {"g": str(guild)})
+        assert status == 200 and "errors" not in body
+    assert api.rest_calls() == 0
+
+
+async def visible(api: RunningApi, variables: dict[str, str], expect: Callable[[list[str]], bool]) -> None:
+    async def shown() -> bool:
+        _, body = await api.query(PINGABLE, variables)
+        return expect([role["name"] for role in body["data"]["pingableRoles"]])
+
+    await wait_until(shown, within=1.0)
+
+
+async def test_changes_through_rest_are_visible_within_a_second_without_rest_calls(
+    bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    g = {"g": str(playground)}
+
+    async def change(method: str, path: str, body: Any = None) -> Any:
+        response, answer = await http.call(method, path, json=body)
+        assert response.status < 300, answer
+        api.sandbox.stats.reset()
+        return answer
+
+    # A role created, renamed, deleted.
+    role = await change("POST", f"/guilds/{playground}/roles", {"name": "Raid Team", "mentionable": True})
+    await visible(api, g, lambda names: "Raid Team" in names)
+    await change("PATCH", f"/guilds/{playground}/roles/{role['id']}", {"name": "Raid Crew"})
+    await visible(api, g, lambda names: "Raid Crew" in names and "Raid Team" not in names)
+    await change("DELETE", f"/guilds/{playground}/roles/{role['id']}")
+    await visible(api, g, lambda names: "Raid Crew" not in names)
+
+    # The bot's own member. The owner moves MENTION_EVERYONE from the bot's role to Poll
+    # Voters; the bot then gives itself Poll Voters through REST and pings everything again.
+    voters = role_id(fixture, "Polly Playground", "Poll Voters")
+    polly = role_id(fixture, "Polly Playground", "Polly")
+    mention_everyone, manage = 1 << 17, (1 << 28) | (1 << 4) | (1 << 11)
+    await http.control(
+        "PATCH", f"/_sandbox/guilds/{playground}/roles/{voters}", {"permissions": str(mention_everyone)}
+    )
+    await http.control("PATCH", f"/_sandbox/guilds/{playground}/roles/{polly}", {"permissions": str(manage)})
+    await visible(api, g, lambda names: "Quiet Folk" not in names)
+    api.sandbox.stats.reset()
+    await change(
+        "PATCH", f"/guilds/{playground}/members/{fixture.bot.id}", {"roles": [str(polly), str(voters)]}
+    )
+    await visible(api, g, lambda names: "Quiet Folk" in names)
+
+    # A channel overwrite that denies the bot MENTION_EVERYONE.
+    polls = channel_id(fixture, "Polly Playground", "polls")
+    deny = {"id": str(fixture.bot.id), "type": 1, "allow": "0", "deny": str(1 << 17)}
+    await change("PATCH", f"/channels/{polls}", {"permission_overwrites": [deny]})
+    await visible(api, {**g, "c": str(polls)}, lambda names: "Quiet Folk" not in names)
+
+    assert api.rest_calls() == 0
+
+
+async def test_an_update_that_changes_nothing_exposed_publishes_nothing(
+    bot: RunningBot, http: SandboxHttp, fixture: Fixture
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    voters = role_id(fixture, "Polly Playground", "Poll Voters")
+    before = await bot.events(playground)
+    version_before = (await bot.cached(playground)).version  # type: ignore[union-attr]
+
+    await http.call(
+        "PATCH", f"/guilds/{playground}/roles/{voters}", json={"name": "Poll Voters"}
+    )  # same name
+    # Then an effective change; events are applied in order, so once it shows, the no-op has
+    # been applied too.
+    await http.call("PATCH", f"/guilds/{playground}/roles/{voters}", json={"hoist": True})
+
+    async def one_more() -> bool:
+        return len(await bot.events(playground)) > len(before)
+
+    await wait_until(one_more, within=2)
+    new = (await bot.events(playground))[len(before) :]
+    assert [(e["kind"], e["role_id"]) for e in new] == [("ROLE_UPDATED", str(voters))]
+    assert int(new[0]["version"]) == version_before + 1  # the no-op did not even write
+
+
+async def test_events_carry_growing_versions(bot: RunningBot, http: SandboxHttp, fixture: Fixture) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    pubsub = bot.redis.pubsub()
+    await pubsub.subscribe(f"guild_events:{playground}")
+    await pubsub.get_message(timeout=1)  # the subscription confirmation
+    _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Temp"})
+    await http.call("PATCH", f"/guilds/{playground}/roles/{role['id']}", json={"color": 0x123456})
+    await http.call("DELETE", f"/guilds/{playground}/roles/{role['id']}")
+
+    announced = []
+    while len(announced) < 3:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+        assert message is not None, "an event was not announced on pub/sub"
+        announced.append(orjson.loads(message["data"]))
+    await pubsub.aclose()
+    assert [e["kind"] for e in announced] == ["ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED"]
+    versions = [e["version"] for e in announced]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    stream = (await bot.events(playground))[-3:]
+    assert [e["kind"] for e in stream] == ["ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED"]
+    assert [int(e["version"]) for e in stream] == versions
+    assert {e["role_id"] for e in stream} == {role["id"]}
+
+
+@pytest.mark.parametrize("control", ["/_sandbox/gateway/reconnect", "/_sandbox/gateway/invalidate-session"])
+async def test_the_cache_equals_discord_after_a_reconnect(
+    bot: RunningBot, http: SandboxHttp, fixture: Fixture, control: str
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    voters = role_id(fixture, "Polly Playground", "Poll Voters")
+    await http.control("POST", control)
+    # Changes while the bot is away: replayed after RESUME, or carried by the new session's
+    # GUILD_CREATE.
+    _, created = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "While Away"})
+    await http.call("PATCH", f"/guilds/{playground}/roles/{voters}", json={"mentionable": False})
+    await wait_until(bot.all_cached, within=15)
+    cached = await bot.cached(playground)
+    assert cached is not None and int(created["id"]) in cached.roles_by_id
+    assert cached.roles_by_id[voters]["mentionable"] is False
+
+
+async def test_a_slow_refill_never_overwrites_newer_gateway_data(
+    bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    artists = role_id(fixture, "Quiet Corner", "Artists")
+    await bot.redis.delete(f"guild_roles_ping:{quiet}")  # the API must refill from REST
+    await http.control(
+        "POST",
+        "/_sandbox/faults",
+        {"method": "GET", "route": "/guilds/{guild_id}/channels", "latency_ms": 600},
+    )
+    # The refill reads the roles at once, then waits for the channels; meanwhile the role is
+    # renamed and the bot writes the newer version.
+    refill = asyncio.create_task(api.query(PINGABLE, {"g": str(quiet)}))
+    await wait_until(lambda: _called(api, "GET /guilds/{guild_id}"), within=2)
+    await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Painters"})
+    status, _ = await refill
+    assert status == 200
+
+    async def renamed() -> bool:
+        cached = await bot.cached(quiet)
+        return cached is not None and cached.roles_by_id[artists]["name"] == "Painters"
+
+    await wait_until(renamed, within=2)
+    assert api.services.role_cache.counters.writes_refused >= 1
+    _, body = await api.query("query($g: ID!) { guildRoles(guildId: $g) { name } }", {"g": str(quiet)})
+    assert "Painters" in [r["name"] for r in body["data"]["guildRoles"]]
+
+
+async def _called(api: RunningApi, route: str) -> bool:
+    return api.calls_to(route) > 0
+
+
+async def test_redis_down_keeps_the_session_and_resyncs_every_guild(
+    bot_factory: Callable[[str], Awaitable[RunningBot]], http: SandboxHttp, fixture: Fixture, tmp_path: Path
+) -> None:
+    from tests.test_roles_resilience import _free_port
+
+    server = RedisExecutor(
+        executable="redis-server", databases=1, redis_timeout=5, loglevel="warning",
+        host="127.0.0.1", port=_free_port(), datadir=tmp_path,
+    )  # fmt: skip
+    server.start()
+    try:
+        bot = await bot_factory(f"redis://127.0.0.1:{server.port}/0")
+        sessions = (await http.control("GET", "/_sandbox/gateway/sessions"))["sessions"]
+        server.stop()  # and with it everything cached: it keeps nothing on disk
+        playground = guild_id(fixture, "Polly Playground")
+        _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "During Outage"})
+        server.start()
+        await wait_until(bot.all_cached, within=15)
+        cached = await bot.cached(playground)
+        assert cached is not None and int(role["id"]) in cached.roles_by_id
+        after = (await http.control("GET", "/_sandbox/gateway/sessions"))["sessions"]
+        assert [s["session_id"] for s in after] == [s["session_id"] for s in sessions]  # same session
+        assert {e["kind"] for e in await bot.events(playground)} == {"GUILD_RESYNCED"}
+    finally:
+        server.stop()
+
+
+async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) -> None:
+    env = {
+        **os.environ,
+        "POLLY_DISCORD_API_URL": sandbox.api_url,
+        "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
+        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
+        "POLLY_REDIS_URL": redis_url,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "bot", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        guilds = [g.id for g in sandbox.fixture.guilds if g.name != "Elsewhere"]
+
+        async def cached() -> bool:
+            return bool(await client.exists(*(f"guild_roles_ping:{g}" for g in guilds)) == len(guilds))
+
+        await wait_until(cached, within=20)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await client.aclose()
+
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "bot", cwd=REPO, env={**env, "POLLY_DISCORD_TOKEN": "wrong"},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(refused.communicate(), timeout=30)
+    assert refused.returncode == 2 and b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr

@@ -108,8 +108,20 @@ async def test_malformed_requests_get_4xx(
 async def test_get_cannot_mutate_and_other_methods_are_refused(api: RunningApi) -> None:
     response = await api.client.get("/graphql", params={"query": "mutation { x }"})
     assert response.status_code == 405 and response.headers["allow"] == "POST"
-    assert (await api.client.put("/graphql", json={"query": GOOD})).status_code == 405
+    for method in ("PUT", "DELETE", "HEAD", "PATCH"):
+        refused = await api.client.request(method, "/graphql")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, POST"
     assert (await api.client.get("/graphql", params={"variables": "{"})).status_code == 400
+
+
+async def test_a_cached_answer_is_no_shortcut_past_the_checks(api: RunningApi) -> None:
+    body = json.dumps({"query": GOOD}).encode()
+    assert (
+        await api.client.post("/graphql", content=body, headers={"Content-Type": JSON})
+    ).status_code == 200
+    # The same bytes, now cached, still need the right content type.
+    response = await api.client.post("/graphql", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
 
 
 async def test_browsers_get_graphiql(api: RunningApi) -> None:

@@ -29,26 +29,35 @@ async def cache(redis_url: str) -> AsyncIterator[RoleCache]:
 async def test_the_origin_designs_methods(cache: RoleCache) -> None:
     data = {"roles": [{"id": "1", "name": "A"}]}
     assert await cache.cache_guild_roles_for_ping(GUILD, data, version=0)
-    assert await cache.get_cached_guild_roles_for_ping(GUILD) == data
-    assert await cache.cache_role_validation(GUILD, 1, {"valid": True}, version=0)
+    # Each write takes a new version, stored as the document's first key.
+    assert await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": 1, **data}
+    assert await cache.cache_role_validation(GUILD, 1, {"valid": True}, version=1)
     assert await cache.get_cached_role_validation(GUILD, 1) == {"valid": True}
     assert await cache.redis.ttl(f"t:guild_roles_ping:{GUILD}") == 1800
     assert await cache.redis.ttl(f"t:role_validation:{GUILD}:1") == 1800
 
     version = await cache.invalidate_guild_roles_cache(GUILD)
-    assert version == 1
+    assert version == 2
     assert await cache.get_cached_guild_roles_for_ping(GUILD) is None
     assert await cache.get_cached_role_validation(GUILD, 1) is None  # dropped with its guild
     assert await cache.last_known(GUILD) is not None  # kept for outages
 
     warmed = await cache.warm_guild_cache(GUILD, {"roles": []})
-    # The version a write took in Redis is part of the stored document.
-    assert warmed == 2 and await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": 2, "roles": []}
+    assert warmed == 3 and await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": 3, "roles": []}
 
     stats = await cache.get_cache_stats()
     assert stats["counters"]["hits"] >= 3 and stats["counters"]["misses"] >= 2
     assert stats["counters"]["invalidations"] == 1
     assert stats["redis"]["available"] is True and stats["redis"]["keys"] > 0
+
+
+async def test_a_refill_drops_what_was_computed_from_the_data_it_replaces(cache: RoleCache) -> None:
+    read_at = await cache.version(GUILD)
+    assert await cache.cache_guild_roles_for_ping(GUILD, {"roles": ["old"]}, version=read_at)
+    assert await cache.cache_role_validation(GUILD, 1, {"valid": True}, version=read_at + 1)
+    await cache.redis.delete(f"t:guild_roles_ping:{GUILD}")  # as if the TTL had passed
+    assert await cache.cache_guild_roles_for_ping(GUILD, {"roles": ["new"]}, version=read_at + 1)
+    assert await cache.get_cached_role_validation(GUILD, 1) is None
 
 
 async def test_a_write_read_at_an_older_version_never_wins(cache: RoleCache) -> None:
@@ -57,6 +66,9 @@ async def test_a_write_read_at_an_older_version_never_wins(cache: RoleCache) -> 
     assert newer > read_at
     assert not await cache.cache_guild_roles_for_ping(GUILD, {"from": "slow fill"}, version=read_at)
     assert await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": newer, "from": "gateway"}
+    # A fill that read the current version still wins, and takes the next one.
+    assert await cache.cache_guild_roles_for_ping(GUILD, {"from": "fill"}, version=newer)
+    assert (await cache.get_cached_guild_roles_for_ping(GUILD) or {})["version"] == newer + 1
     assert not await cache.cache_role_validation(GUILD, 1, {"stale": True}, version=read_at)
     assert await cache.get_cached_role_validation(GUILD, 1) is None
     assert cache.counters.writes_refused == 2

@@ -132,6 +132,8 @@ async def test_validate_roles_in_a_channel(api: RunningApi, fixture: Fixture) ->
         (PINGABLE, {"g": "not-a-number"}, "BAD_USER_INPUT", "guildId"),
         (PINGABLE, {"g": "-5"}, "BAD_USER_INPUT", "guildId"),
         (PINGABLE, {"g": "1" * 21}, "BAD_USER_INPUT", "guildId"),
+        (PINGABLE, {"g": "²"}, "BAD_USER_INPUT", "guildId"),
+        (PINGABLE, {"g": "\uff11\uff12\uff13"}, "BAD_USER_INPUT", "guildId"),  # fullwidth digits
         (VALIDATE, {"g": "{playground}", "r": ["1"] * 251}, "BAD_USER_INPUT", "at most 250"),
         (VALIDATE, {"g": "{playground}", "r": ["1", "x"]}, "BAD_USER_INPUT", "roleIds[1]"),
         (PINGABLE, {"g": "12345"}, "NOT_FOUND", "does not exist"),

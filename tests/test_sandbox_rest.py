@@ -82,8 +82,9 @@ async def test_unknown_routes_and_methods(http: SandboxHttp) -> None:
     assert (response.status, body) == (404, {"message": "404: Not Found", "code": 0})
     response, body = await http.call("PUT", "/users/@me")
     assert (response.status, body) == (405, {"message": "405: Method Not Allowed", "code": 0})
-    response, body = await http.call("GET", "/guilds/not-a-snowflake/roles")
-    assert response.status == 400 and body["code"] == 50035
+    for bad in ("not-a-snowflake", "²"):
+        response, body = await http.call("GET", f"/guilds/{bad}/roles")
+        assert response.status == 400 and body["code"] == 50035
     assert body["errors"]["guild_id"]["_errors"][0]["code"] == "NUMBER_TYPE_COERCE"
 
 

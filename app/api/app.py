@@ -50,6 +50,7 @@ async def open_services(settings: Settings) -> Services:
         gateway_url=str(settings.discord_gateway_url),
         token=require_token(settings),
         timeout=settings.discord_timeout,
+        max_in_flight=settings.max_concurrent_fills * 3,  # a fill is three calls
     )
     try:
         await discord.open()
@@ -105,7 +106,8 @@ def create_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the endpoint, which answers the others in GraphQL's terms.
+            Route("/graphql", graphql, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],

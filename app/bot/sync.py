@@ -132,8 +132,8 @@ class GatewaySync:
         raw, version = await self.cache.guild_and_version(guild_id)
         cached = GuildSnapshot.from_json(raw) if raw is not None else None
         if cached is not None and cached.absent is None and same_stored_data(cached, snapshot):
-            self.guilds[guild_id] = replace(snapshot, version=cached.version)
-            await self.cache.refresh(guild_id, snapshot.to_json(with_version=False))
+            version = await self.cache.refresh(guild_id, snapshot.to_json(with_version=False))
+            self.guilds[guild_id] = replace(snapshot, version=version or cached.version)
             return
         announce = events_lost or cached is not None or version > 0
         await self._write(guild_id, snapshot, Change(EventKind.GUILD_RESYNCED) if announce else None)
@@ -292,7 +292,9 @@ class GatewaySync:
     async def refresh_all(self) -> None:
         """Keep every guild's data from expiring (the gateway keeps it right, not the TTL)."""
         for guild_id, snapshot in list(self.guilds.items()):
-            await self.cache.refresh(guild_id, snapshot.to_json(with_version=False))
+            version = await self.cache.refresh(guild_id, snapshot.to_json(with_version=False))
+            if version:
+                self.guilds[guild_id] = replace(snapshot, version=version)
 
 
 _HANDLERS = {

@@ -8,8 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import LockError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +34,43 @@ def open_redis(url: str, *, timeout: float = 0.5, max_connections: int = 128) ->
 
 
 class Breaker:
-    """After a Redis failure, calls fail fast for ``cooldown`` seconds, then one call tries again."""
+    """Fails fast while Redis is known to be down.
+
+    After a failure, calls fail at once for ``cooldown`` seconds; then a single call probes
+    Redis while the others keep failing fast, and its success closes the breaker. Any Redis
+    error counts (a lost connection, a timeout, but also out-of-memory or a read-only
+    replica): each means the cache cannot do its job, and Discord can answer instead.
+    """
 
     def __init__(self, cooldown: float = 1.0) -> None:
         self.cooldown = cooldown
         self._open_until = 0.0
+        self._probing = False
         self.last_error: str | None = None
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._open_until
+        return self.last_error is None or (time.monotonic() >= self._open_until and not self._probing)
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        if not self.available:
-            raise CacheUnavailable(f"Redis is unavailable: {self.last_error}")
+        probe = self.last_error is not None
+        if probe:
+            if not self.available:
+                raise CacheUnavailable(f"Redis is unavailable: {self.last_error}")
+            self._probing = True
         try:
             result = await operation()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        except LockError:
+            raise  # about the lock's owner, not about Redis
+        except (RedisError, OSError) as error:
             if self.last_error is None:
                 log.warning("Redis failed (%s); answering from Discord until it is back.", error)
             self.last_error = str(error) or type(error).__name__
             self._open_until = time.monotonic() + self.cooldown
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
+        finally:
+            if probe:
+                self._probing = False
         if self.last_error is not None:
             log.warning("Redis is back.")
             self.last_error = None

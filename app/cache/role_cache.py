@@ -78,7 +78,7 @@ class RoleCache:
         self.last_known_ttl = last_known_ttl
         self.negative_ttl = negative_ttl
         self.counters = CacheCounters()
-        self._write_guild = client.register_script(scripts.WRITE_GUILD)
+        self._fill_guild = client.register_script(scripts.FILL_GUILD)
         self._write_dependents = client.register_script(scripts.WRITE_DEPENDENTS)
         self._invalidate = client.register_script(scripts.INVALIDATE_GUILD)
         self._apply_change = client.register_script(scripts.APPLY_CHANGE)
@@ -87,8 +87,9 @@ class RoleCache:
     # -- the origin design's methods -----------------------------------------------------------
 
     async def cache_guild_roles_for_ping(self, guild_id: int, data: Document, *, version: int) -> bool:
-        """Store a guild's role data read at ``version``; False when newer data is already there."""
-        return await self.write_guild(guild_id, orjson.dumps(data), version=version, ttl=self.ttl)
+        """Store a guild's role data read at ``version``; False when the guild was written since."""
+        payload = orjson.dumps({key: value for key, value in data.items() if key != "version"})
+        return bool(await self.write_guild(guild_id, payload, read_at=version, ttl=self.ttl))
 
     async def get_cached_guild_roles_for_ping(self, guild_id: int) -> Document | None:
         reads = await self.read([guild_id], [])
@@ -172,8 +173,11 @@ class RoleCache:
         return raw, int(version or 0)
 
     async def write_guild(
-        self, guild_id: int, payload: bytes, *, version: int, ttl: int, last_known: bool = True
-    ) -> bool:
+        self, guild_id: int, payload: bytes, *, read_at: int, ttl: int, last_known: bool = True
+    ) -> int:
+        """Write a fill's data (``payload`` without its version), read from Discord after the
+        guild was at version ``read_at``. Returns the new version, or 0 when the guild was
+        written since (its data may then be newer than ours)."""
         keys = [
             self.keys.guild_roles(guild_id),
             self.keys.last_known_guild_roles(guild_id),
@@ -181,20 +185,22 @@ class RoleCache:
             self.keys.guild_dependents(guild_id),
         ]
         keep = self.ttl + self.last_known_ttl if last_known else 0
-        written = bool(
-            await self.breaker.call(lambda: self._write_guild(keys=keys, args=[payload, ttl, keep, version]))
+        version = int(
+            await self.breaker.call(lambda: self._fill_guild(keys=keys, args=[payload, ttl, keep, read_at]))
         )
-        if written:
+        if version:
             self.counters.writes += 1
         else:
             self.counters.writes_refused += 1
-            log.debug("Refused a write of guild %s at version %s: newer data is cached.", guild_id, version)
-        return written
+            log.debug(
+                "Refused a fill of guild %s read at version %s: it was written since.", guild_id, read_at
+            )
+        return version
 
-    async def write_absent(self, guild_id: int, payload: bytes, *, version: int) -> bool:
+    async def write_absent(self, guild_id: int, payload: bytes, *, read_at: int) -> int:
         """Remember briefly that a guild cannot be read (unknown, or the bot is not in it)."""
         return await self.write_guild(
-            guild_id, payload, version=version, ttl=self.negative_ttl, last_known=False
+            guild_id, payload, read_at=read_at, ttl=self.negative_ttl, last_known=False
         )
 
     async def cache_role_validations(
@@ -249,15 +255,16 @@ class RoleCache:
         self.counters.writes += 1
         return int(version), (event_id.decode() if isinstance(event_id, bytes) else None)
 
-    async def refresh(self, guild_id: int, payload: bytes) -> bool:
-        """Keep a guild's data from expiring; True when it had expired and was rewritten."""
+    async def refresh(self, guild_id: int, payload: bytes) -> int:
+        """Keep a guild's data from expiring; 0 if it was there, else the version it now has."""
         keys = [
             self.keys.guild_roles(guild_id),
             self.keys.last_known_guild_roles(guild_id),
             self.keys.guild_version(guild_id),
         ]
+        keys.append(self.keys.guild_dependents(guild_id))
         args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
-        return bool(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
+        return int(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
 
     async def last_known(self, guild_id: int) -> bytes | None:
         key = self.keys.last_known_guild_roles(guild_id)

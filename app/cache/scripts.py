@@ -1,27 +1,75 @@
-"""Lua scripts that make guild writes ordered by version and drops complete, atomically in Redis."""
+"""Lua scripts that keep a guild's data, version, dependents and events consistent in Redis.
+
+Every write of guild data takes a new version inside Redis and drops what was computed from
+the older data (validations, cached responses), so nothing computed from old data outlives
+it. The version is written into the stored document here, as its first key, which is why
+callers pass documents without one.
+"""
 
 from __future__ import annotations
 
-# KEYS: guild data, last-known copy, version, dependents.
-# ARGV: payload, ttl, last-known ttl (0: leave the copy alone), version.
-# A write carrying a version older than the stored one loses. A newer version first drops
-# everything computed from the older data.
-WRITE_GUILD = """
-local current = tonumber(redis.call('GET', KEYS[3]) or '0')
-local version = tonumber(ARGV[4])
-if version < current then return 0 end
-if version > current then
-  redis.call('SET', KEYS[3], ARGV[4])
-  local dependents = redis.call('SMEMBERS', KEYS[4])
-  for i = 1, #dependents, 500 do
-    redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
-  end
-  redis.call('DEL', KEYS[4])
+# Shared pieces. KEYS[1..4] are always: guild data, last-known copy, version, dependents.
+# ARGV[1..3] are always: document without version, ttl, last-known ttl (0: leave it alone).
+_TAKE_VERSION_AND_WRITE = """
+local version = redis.call('INCR', KEYS[3])
+local dependents = redis.call('SMEMBERS', KEYS[4])
+for i = 1, #dependents, 500 do
+  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3]) end
-return 1
+redis.call('DEL', KEYS[4])
+local rest = string.sub(ARGV[1], 2)
+if rest ~= '}' then rest = ',' .. rest end
+local body = '{"version":' .. version .. rest
+redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], body, 'EX', ARGV[3]) end
 """
+
+# A fill from REST. ARGV[4]: the version read before calling Discord. If anything wrote the
+# guild since, this data may be older than what is cached: the write loses. Returns the new
+# version, or 0.
+FILL_GUILD = (
+    """
+local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+if current ~= tonumber(ARGV[4]) then return 0 end
+"""
+    + _TAKE_VERSION_AND_WRITE
+    + """
+return version
+"""
+)
+
+# Discord's own event, written through by the gateway bot: always the newest data.
+# KEYS[5]: the event stream. ARGV[4..10]: event kind ('' for none), role id, channel id, event
+# time, stream length, pub/sub channel, guild id. Returns {version, event id or false}.
+APPLY_CHANGE = (
+    _TAKE_VERSION_AND_WRITE
+    + """
+if ARGV[4] == '' then return {version, false} end
+local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
+  'guild_id', ARGV[10], 'kind', ARGV[4], 'role_id', ARGV[5], 'channel_id', ARGV[6],
+  'version', version, 'at', ARGV[7])
+redis.call('PUBLISH', ARGV[9], cjson.encode({
+  id = id, guild_id = ARGV[10], kind = ARGV[4], role_id = ARGV[5], channel_id = ARGV[6],
+  version = version, at = ARGV[7]}))
+return {version, id}
+"""
+)
+
+# Keeps a guild the bot is in from expiring: extends the TTLs, or, if the data expired,
+# writes the bot's copy as a new version. Returns 0 (extended) or the new version.
+REFRESH_GUILD = (
+    """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 0
+end
+"""
+    + _TAKE_VERSION_AND_WRITE
+    + """
+return version
+"""
+)
 
 # KEYS: n version keys, n dependents sets, m entry keys.
 # ARGV: n, m, ttl, n expected versions, m values.
@@ -55,50 +103,4 @@ for i = 1, #dependents, 500 do
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 return version
-"""
-
-# Discord's own event, written through by the gateway bot: always the newest version.
-# KEYS: guild data, last-known copy, version, dependents, event stream.
-# ARGV: payload without its version (a JSON object), ttl, last-known ttl, event kind ('' for
-# none), role id, channel id, event time, stream length, pub/sub channel, guild id.
-# The version is taken and written into the payload here, so data, version and event agree.
-# Returns {version, event id or false}.
-APPLY_CHANGE = """
-local version = redis.call('INCR', KEYS[3])
-local dependents = redis.call('SMEMBERS', KEYS[4])
-for i = 1, #dependents, 500 do
-  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
-end
-redis.call('DEL', KEYS[4])
-local rest = string.sub(ARGV[1], 2)
-if rest ~= '}' then rest = ',' .. rest end
-local body = '{"version":' .. version .. rest
-redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
-redis.call('SET', KEYS[2], body, 'EX', ARGV[3])
-if ARGV[4] == '' then return {version, false} end
-local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
-  'guild_id', ARGV[10], 'kind', ARGV[4], 'role_id', ARGV[5], 'channel_id', ARGV[6],
-  'version', version, 'at', ARGV[7])
-redis.call('PUBLISH', ARGV[9], cjson.encode({
-  id = id, guild_id = ARGV[10], kind = ARGV[4], role_id = ARGV[5], channel_id = ARGV[6],
-  version = version, at = ARGV[7]}))
-return {version, id}
-"""
-
-# Keeps a guild the bot is in from expiring: extends the TTLs, or rewrites the bot's copy at
-# the current version if the data expired. KEYS: guild data, last-known copy, version.
-# ARGV: payload without its version, ttl, last-known ttl.
-REFRESH_GUILD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  return 0
-end
-local version = tonumber(redis.call('GET', KEYS[3]) or '0')
-local rest = string.sub(ARGV[1], 2)
-if rest ~= '}' then rest = ',' .. rest end
-local body = '{"version":' .. version .. rest
-redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
-redis.call('SET', KEYS[2], body, 'EX', ARGV[3])
-return 1
 """

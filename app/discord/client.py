@@ -106,12 +106,15 @@ class DiscordRest:
         gateway_url: str | None = None,
         max_ratelimit_wait: float = 30.0,
         timeout: float = 10.0,
+        max_in_flight: int = 64,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.gateway_url = gateway_url or DiscordWebSocket.DEFAULT_GATEWAY.human_repr()
         self._token = token
         self._max_ratelimit_wait = max_ratelimit_wait
         self._timeout = timeout
+        # Bounds the calls under way, counting those a caller gave up on that still run.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._http: HTTPClient | None = None
         self._opening = asyncio.Lock()
         self.bot_user: dict[str, Any] = {}
@@ -175,9 +178,21 @@ class DiscordRest:
         # The request runs shielded: cancelled while waiting out a global 429, discord.py would
         # leave its global lock closed and stall every later call. On timeout the caller gets
         # its answer now and the request finishes (or fails) on its own.
-        task = asyncio.ensure_future(request)
+        deadline = asyncio.get_running_loop().time() + self._timeout
         try:
-            result = await asyncio.wait_for(asyncio.shield(task), self._timeout)
+            async with asyncio.timeout_at(deadline):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            request.close()
+            self._failed("Too many Discord calls are still under way.")
+            raise DiscordUnavailable(
+                f"Too many Discord calls are still under way; none finished within {self._timeout:g}s."
+            ) from None
+        task = asyncio.ensure_future(request)
+        task.add_done_callback(lambda _: self._in_flight.release())
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await asyncio.shield(task)
         except TimeoutError:
             task.add_done_callback(_discard_outcome)
             self._failed(f"Discord did not answer in time ({self._timeout:g}s).")

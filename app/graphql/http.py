@@ -120,11 +120,13 @@ def _from_query_string(request: Request) -> GraphQLParams:
     return _params(source)
 
 
-async def _from_body(request: Request) -> GraphQLParams:
-    content_type = request.headers.get("content-type", "")
-    media = content_type.split(";", 1)[0].strip().lower()
+def _check_content_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media != JSON:
         raise BadRequest(415, "Send GraphQL requests as JSON, with Content-Type: application/json.")
+
+
+async def _from_body(request: Request) -> GraphQLParams:
     body = await request.body()
     try:
         source = orjson.loads(body)
@@ -163,6 +165,9 @@ class GraphQLEndpoint:
         self._ide = get_graphql_ide_html(graphql_ide="graphiql")
 
     async def handle(self, request: Request) -> Response:
+        if request.method not in ("GET", "POST"):
+            return _json(request_error("Use GET (queries) or POST.", "METHOD_NOT_ALLOWED"), 405, JSON,
+                         {"Allow": "GET, POST"})  # fmt: skip
         accept = request.headers.get("accept")
         if _wants_html(accept) and request.method == "GET" and "query" not in request.query_params:
             return HTMLResponse(self._ide)
@@ -176,6 +181,8 @@ class GraphQLEndpoint:
                 JSON,
             )
         try:
+            if request.method == "POST":
+                _check_content_type(request)
             scope = self.scope(request)
             digest = None
             if self.responses is not None:
@@ -251,7 +258,7 @@ def _extensions(context: RequestContext) -> dict[str, Any]:
             {"guildId": str(guild_id), "reason": stale.reason, "fetchedAt": stale.fetched_at}
             for guild_id, stale in sorted(context.stale.items())
         ]
-    if not context.roles.cache.breaker.available:
+    if not context.roles.cache_available:
         extensions["degraded"] = "The cache is unavailable; answers come from Discord directly."
     return extensions
 

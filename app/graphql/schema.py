@@ -10,6 +10,7 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import ExecutionContext, Info
 
 import app
+from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
 from app.graphql.types import Role, RoleValidation
@@ -19,17 +20,16 @@ from app.roles.pingability import bot_abilities, pingable_roles, validate_role
 log = logging.getLogger(__name__)
 
 MAX_ROLE_IDS = 250  # a guild has at most 250 roles
-MAX_SNOWFLAKE = 2**64 - 1
 
 
 def snowflake(value: str, argument: str) -> int:
     """A Discord id from a GraphQL ID, or a BAD_USER_INPUT error naming the argument."""
-    text = str(value)
-    if not text.isdigit() or len(text) > 20 or not 0 < int(text) <= MAX_SNOWFLAKE:
+    parsed = parse_snowflake(str(value))
+    if parsed is None:
         raise InvalidInput(
-            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {text[:40]!r}."
+            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {str(value)[:40]!r}."
         )
-    return int(text)
+    return parsed
 
 
 Context = Info[RequestContext, None]

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
 
 from app.cache.connection import CacheUnavailable
+from app.cache.fill_lock import FillLock
 from app.cache.role_cache import CachedReads, RoleCache
 from app.discord.client import DiscordForbidden, DiscordNotFound, DiscordRest, DiscordRestError
 from app.roles.errors import DiscordUnavailable, GuildNotFound, RolesError
@@ -33,7 +32,11 @@ log = logging.getLogger(__name__)
 
 LOCAL_FALLBACK_SIZE = 10_000
 LOCAL_FALLBACK_SECONDS = 30.0
-POLL_INTERVAL = 0.02
+# After Discord failed for a guild with no last known copy, callers get that failure at once
+# for a moment instead of each trying a failing Discord again.
+FAILURE_MEMORY_SECONDS = 2.0
+# The version of data that must not be cached or have anything cached from it.
+NEVER_CACHED = -1
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class RoleService:
         self._flights: SingleFlight[int, GuildSnapshot] = SingleFlight()
         self._fill_slots = asyncio.Semaphore(self.limits.max_concurrent_fills)
         self._local: OrderedDict[int, tuple[float, GuildSnapshot]] = OrderedDict()
+        self._failures: dict[int, tuple[float, str]] = {}
         self.fills = 0
 
     # -- reads ----------------------------------------------------------------------------------
@@ -131,8 +135,22 @@ class RoleService:
                 return
 
     async def snapshot(self, guild_id: int) -> GuildSnapshot:
-        """One guild's data, from a fill this process shares with every concurrent caller."""
-        return await self._flights.run(guild_id, lambda: self._fill(guild_id))
+        """One guild's data, from a fill this process shares with every concurrent caller.
+
+        The wait is bounded: past ``fill_wait`` plus ``discord_timeout`` the caller gets the
+        last known copy, or a DISCORD_UNAVAILABLE error, while the fill goes on for others."""
+        failed = self._failures.get(guild_id)
+        if failed is not None:
+            if failed[0] > time.monotonic():
+                return await self._last_known_or_fail(guild_id, failed[1])
+            del self._failures[guild_id]
+        bound = self.limits.fill_wait + self.limits.discord_timeout
+        try:
+            return await asyncio.wait_for(self._flights.run(guild_id, lambda: self._fill(guild_id)), bound)
+        except TimeoutError:
+            return await self._last_known_or_fail(
+                guild_id, f"fetching guild {guild_id} took longer than {bound:g}s"
+            )
 
     # -- fills ----------------------------------------------------------------------------------
 
@@ -141,42 +159,22 @@ class RoleService:
         while True:
             if not self.cache.breaker.available:
                 return await self._fill_without_redis(guild_id)
-            lock = self.cache.redis.lock(
-                self.cache.keys.fill_lock(guild_id),
-                timeout=self.limits.discord_timeout + self.limits.fill_wait,
-                blocking=False,
-            )
+            lock = FillLock(self.cache, guild_id, timeout=self.limits.discord_timeout + self.limits.fill_wait)
             try:
-                acquired = await self.cache.breaker.call(lock.acquire)
+                if await lock.acquire():
+                    try:
+                        return await self._fill_holding_lock(guild_id)
+                    finally:
+                        await lock.release()
+                # Another process is fetching this guild: wait for what it writes.
+                raw = await lock.wait_for_data(deadline)
             except CacheUnavailable:
                 return await self._fill_without_redis(guild_id)
-            if acquired:
-                try:
-                    return await self._fill_holding_lock(guild_id)
-                finally:
-                    await self._release(lock)
-            # Another process is fetching this guild: wait for what it writes.
-            waited = await self._wait_for_other_fill(guild_id, lock, deadline)
-            if waited is not None:
-                return waited
+            if raw is not None:
+                return GuildSnapshot.from_json(raw)
             if time.monotonic() >= deadline:
-                return await self._last_known_or_fail(
-                    guild_id, f"another fetch of guild {guild_id} took longer than {self.limits.fill_wait:g}s"
-                )
-
-    async def _wait_for_other_fill(self, guild_id: int, lock: Lock, deadline: float) -> GuildSnapshot | None:
-        key = self.cache.keys.guild_roles(guild_id)
-        while time.monotonic() < deadline:
-            await asyncio.sleep(POLL_INTERVAL)
-            try:
-                raw = await self.cache.breaker.call(lambda: self.cache.redis.get(key))
-                if raw is not None:
-                    return GuildSnapshot.from_json(raw)
-                if not await self.cache.breaker.call(lock.locked):
-                    return None  # the holder finished without a result (or died): try ourselves
-            except CacheUnavailable:
-                return None
-        return None
+                why = f"another fetch of guild {guild_id} took longer than {self.limits.fill_wait:g}s"
+                return await self._last_known_or_fail(guild_id, why)
 
     async def _fill_holding_lock(self, guild_id: int) -> GuildSnapshot:
         raw, version = await self.cache.guild_and_version(guild_id)
@@ -185,16 +183,26 @@ class RoleService:
         try:
             snapshot = await self._fetch(guild_id, version)
         except DiscordRestError as error:
+            self._failures[guild_id] = (time.monotonic() + FAILURE_MEMORY_SECONDS, str(error))
             return await self._last_known_or_fail(guild_id, str(error))
+        payload = snapshot.to_json(with_version=False)
         try:
             if snapshot.absent is None:
-                await self.cache.write_guild(
-                    guild_id, snapshot.to_json(), version=version, ttl=self.cache.ttl
-                )
+                written = await self.cache.write_guild(guild_id, payload, read_at=version, ttl=self.cache.ttl)
             else:
-                await self.cache.write_absent(guild_id, snapshot.to_json(), version=version)
+                written = await self.cache.write_absent(guild_id, payload, read_at=version)
+            if written:
+                snapshot.version = written
+                return snapshot
+            # The guild was written while we fetched (the gateway, or a slower fill's rival):
+            # what is cached is at least as new as ours.
+            raw, _ = await self.cache.guild_and_version(guild_id)
         except CacheUnavailable:
             self._remember(snapshot)
+            raw = None
+        if raw is not None:
+            return GuildSnapshot.from_json(raw)
+        snapshot.version = NEVER_CACHED
         return snapshot
 
     async def _fill_without_redis(self, guild_id: int) -> GuildSnapshot:
@@ -204,6 +212,7 @@ class RoleService:
         try:
             snapshot = await self._fetch(guild_id, version=0)
         except DiscordRestError as error:
+            self._failures[guild_id] = (time.monotonic() + FAILURE_MEMORY_SECONDS, str(error))
             raise DiscordUnavailable(
                 f"Discord could not be reached for guild {guild_id} ({error}) and the cache is down; "
                 "retry shortly."
@@ -211,18 +220,16 @@ class RoleService:
         self._remember(snapshot)
         return snapshot
 
-    async def _release(self, lock: Lock) -> None:
-        try:
-            await self.cache.breaker.call(lock.release)
-        except (LockError, CacheUnavailable) as error:
-            # The lock expires on its own; a failed release only delays the next fill.
-            log.debug("Could not release a fill lock: %s", error)
-
     def _remember(self, snapshot: GuildSnapshot) -> None:
+        snapshot.version = NEVER_CACHED  # fetched while Redis was away: nothing may be cached from it
         self._local[snapshot.guild_id] = (time.monotonic() + LOCAL_FALLBACK_SECONDS, snapshot)
         self._local.move_to_end(snapshot.guild_id)
         while len(self._local) > LOCAL_FALLBACK_SIZE:
             self._local.popitem(last=False)
+
+    @property
+    def cache_available(self) -> bool:
+        return self.cache.breaker.available
 
     async def _last_known_or_fail(self, guild_id: int, why: str) -> GuildSnapshot:
         try:
@@ -263,7 +270,8 @@ class RoleService:
         for outcome in (guild, member, channels):
             if isinstance(outcome, BaseException):
                 raise outcome
-        assert isinstance(guild, dict) and isinstance(member, dict) and isinstance(channels, list)
+        if not (isinstance(guild, dict) and isinstance(member, dict) and isinstance(channels, list)):
+            raise DiscordRestError(f"Discord answered guild {guild_id}'s calls with unexpected shapes.")
         return GuildSnapshot.from_discord(
             guild_id=guild_id,
             version=version,

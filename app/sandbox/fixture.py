@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.discord.snowflake import is_digits
+
 MAX_ROLES = 250
 MAX_SNOWFLAKE = 2**64 - 1
 
@@ -31,7 +33,7 @@ def _parse_snowflake(value: Any) -> int:
         raise ValueError("must be a snowflake (a string of digits)")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.isdigit():
+    elif isinstance(value, str) and is_digits(value):
         number = int(value)
     else:
         raise ValueError("must be a snowflake (a string of digits)")
@@ -46,7 +48,7 @@ def _parse_bits(value: Any) -> int:
         raise ValueError("must be a permission bit set (a string of digits)")
     if isinstance(value, int) and value >= 0:
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and is_digits(value):
         return int(value)
     raise ValueError("must be a permission bit set (a string of digits)")
 

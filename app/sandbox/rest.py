@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from app.discord.snowflake import parse_snowflake
 from app.sandbox import errors, shapes
 from app.sandbox.bodies import (
     ChannelFields,
@@ -145,9 +146,10 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
 
 def snowflake_param(request: web.Request, name: str) -> int:
     value = request.match_info[name]
-    if not value.isdigit() or not 0 < int(value) < 2**64:
+    parsed = parse_snowflake(value)
+    if parsed is None:
         raise errors.field_error((name,), "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
-    return int(value)
+    return parsed
 
 
 async def read_json(request: web.Request) -> Any:

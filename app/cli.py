@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the fixture as JSON and exit (a start for your own)",
     )
-    sandbox.set_defaults(run=run_sandbox)
+    sandbox.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sandbox.set_defaults(run=run_sandbox, needs_settings=False)
 
     api = commands.add_parser(
         "api",
@@ -144,7 +145,7 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def run_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+def run_sandbox(args: argparse.Namespace, settings: Settings | None) -> int:
     from app.sandbox.builtin import default_fixture, generated_fixture
     from app.sandbox.fixture import FixtureError, load_fixture
     from app.sandbox.ratelimit import RateLimitConfig
@@ -205,11 +206,16 @@ def run_sandbox(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"polly: {error}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = None
+    if getattr(args, "needs_settings", True):
+        # Only the commands that use POLLY_* settings check them: the sandbox is not
+        # stopped by a setting it never reads.
+        try:
+            settings = load_settings()
+        except SettingsError as error:
+            print(f"polly {args.command}: {error}", file=sys.stderr)
+            return 2
+    level = settings.log_level if settings is not None else args.log_level
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result: int = args.run(args, settings)
     return result

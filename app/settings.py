@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1000, description="Guilds fetched from Discord at once, per process."
     )
     response_cache: bool = Field(default=True, description="Cache serialized results of repeatable queries.")
+    max_guilds_per_request: int = Field(
+        default=25, ge=1, le=1000, description="Distinct guilds one GraphQL request may read."
+    )
     shard_count: int | None = Field(
         default=None,
         ge=1,

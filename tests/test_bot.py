@@ -90,7 +90,7 @@ async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[[str], Awaitab
         running = RunningBot(sandbox, redis_url)
         running.task = asyncio.create_task(run_bot(running.settings, running.stop, handle_signals=False))
         started.append(running)
-        await wait_until(running.all_cached, within=10)
+        await wait_until(running.all_cached, within=20)
         return running
 
     try:
@@ -99,7 +99,7 @@ async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[[str], Awaitab
         for running in started:
             running.stop.set()
             if running.task is not None:
-                await asyncio.wait_for(running.task, timeout=15)
+                await asyncio.wait_for(running.task, timeout=20)
             await running.redis.aclose()
 
 

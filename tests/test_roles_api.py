@@ -207,3 +207,15 @@ async def test_one_mget_and_one_fill_per_guild_for_twenty_validations(
     assert stats["cmdstat_mget"]["calls"] == 1
     assert api.calls_to("GET /guilds/{guild_id}") == 3
     assert api.rest_calls() == 9
+
+
+async def test_one_request_reads_a_bounded_number_of_guilds(api_factory: Any, fixture: Fixture) -> None:
+    api: RunningApi = await api_factory(max_guilds_per_request=3)
+    ids = [guild_id(fixture, name) for name in ("Polly Playground", "Quiet Corner", "Polly HQ")]
+    fields = " ".join(f'g{n}: pingableRoles(guildId: "{g}") {{ id }}' for n, g in enumerate(ids))
+    status, body = await api.query("{ " + fields + " }")
+    assert status == 200 and "errors" not in body
+    status, body = await api.query("{ " + fields + ' more: pingableRoles(guildId: "424242") { id } }')
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "at most 3 guilds" in body["errors"][0]["message"]

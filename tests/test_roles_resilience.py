@@ -217,3 +217,11 @@ async def test_readyz_reports_discord_down(
         assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
     else:
         assert (ready.status_code, ready.json()["status"]) == (503, "unavailable")
+
+    # Once Discord answers again, /readyz finds out by itself (a probe at most every 5 s).
+    await http.control("DELETE", "/_sandbox/faults")
+
+    async def discord_back() -> bool:
+        return bool((await api.client.get("/readyz")).json()["discord"]["ok"])
+
+    await wait_until(discord_back, within=8)

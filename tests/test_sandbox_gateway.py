@@ -143,3 +143,39 @@ async def test_resume_replays_exactly_the_missed_dispatches(sandbox: Sandbox, ht
             ]
             resumed = await receive(ws)
             assert (resumed["t"], resumed["s"]) == ("RESUMED", last + 3)
+
+
+async def test_after_invalid_session_the_same_socket_may_identify(
+    sandbox: Sandbox, http: SandboxHttp
+) -> None:
+    token = sandbox.fixture.bot.token
+    async with aiohttp.ClientSession() as session, session.ws_connect(sandbox.gateway_url) as ws:
+        await receive(ws)
+        await identify(ws, token)
+        first = await receive(ws)
+        for _ in first["d"]["guilds"]:
+            await receive(ws)
+        await http.control("POST", "/_sandbox/gateway/invalidate-session")
+        assert (await receive(ws))["op"] == 9
+        await identify(ws, token)
+        again = await receive(ws)
+        assert again["t"] == "READY" and again["d"]["session_id"] != first["d"]["session_id"]
+
+
+async def test_a_timed_out_session_cannot_be_resumed(fast_sandbox: Sandbox) -> None:
+    token = fast_sandbox.fixture.bot.token
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(fast_sandbox.gateway_url) as ws:
+            await receive(ws)
+            await identify(ws, token)
+            ready = await receive(ws)
+            message = await ws.receive(timeout=5)  # no heartbeats: the sandbox gives up
+            while message.type == aiohttp.WSMsgType.TEXT:
+                message = await ws.receive(timeout=5)
+            assert ws.close_code == 4009
+        async with session.ws_connect(fast_sandbox.gateway_url) as ws:
+            await receive(ws)
+            await ws.send_json(
+                {"op": 6, "d": {"token": token, "session_id": ready["d"]["session_id"], "seq": 1}}
+            )
+            assert (await receive(ws))["op"] == 9

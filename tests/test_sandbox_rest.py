@@ -361,3 +361,25 @@ async def test_fixture_endpoint_returns_the_current_state(http: SandboxHttp, fix
     # The document loads back as a fixture.
     assert Fixture.model_validate(state).guilds[0].id == playground
     assert role["name"] == "Fresh"
+
+
+async def test_one_overwrite_can_be_put_and_deleted(http: SandboxHttp, fixture: Fixture) -> None:
+    # #announcements already denies the bot MENTION_EVERYONE; an unrelated overwrite is
+    # checked on its own bits only.
+    announcements = channel_id(fixture, "Polly Playground", "announcements")
+    voters = role_id(fixture, "Polly Playground", "Poll Voters")
+    path = f"/channels/{announcements}/permissions/{voters}"
+    response, _ = await http.call("PUT", path, json={"type": 0, "allow": str(1 << 11), "deny": "0"})
+    assert response.status == 204
+    _, channel = await http.call("GET", f"/channels/{announcements}")
+    assert {"id": str(voters), "type": 0, "allow": str(1 << 11), "deny": "0"} in channel[
+        "permission_overwrites"
+    ]
+    assert len(channel["permission_overwrites"]) == 2
+    # Allowing what the bot does not hold in the guild (BAN_MEMBERS) is refused.
+    response, body = await http.call("PUT", path, json={"type": 0, "allow": str(1 << 2)})
+    assert (response.status, body["code"]) == (403, 50013)
+    response, _ = await http.call("DELETE", path)
+    assert response.status == 204
+    _, channel = await http.call("GET", f"/channels/{announcements}")
+    assert len(channel["permission_overwrites"]) == 1

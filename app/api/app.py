@@ -77,7 +77,11 @@ async def open_services(settings: Settings) -> Services:
         ),
     )
     responses = ResponseCache(role_cache, ttl=settings.role_cache_ttl) if settings.response_cache else None
-    endpoint = GraphQLEndpoint(schema, lambda request, scope: RequestContext(roles, scope=scope), responses)
+
+    def context(request: Request, scope: str) -> RequestContext:
+        return RequestContext(roles, scope=scope, max_guilds=settings.max_guilds_per_request)
+
+    endpoint = GraphQLEndpoint(schema, context, responses)
     return Services(settings, client, discord, role_cache, roles, endpoint)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.cache.connection import CacheUnavailable
+from app.discord.client import DiscordRestError
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -26,6 +28,11 @@ async def readyz(request: Request) -> JSONResponse:
     except (CacheUnavailable, TimeoutError) as error:
         redis_state = {"ok": False, "error": str(error) or "Redis did not answer within 1s."}
     discord = services.discord
+    if discord.should_probe():
+        # Discord was failing: see whether it is back (one cheap call, at most every 5 s).
+        with contextlib.suppress(DiscordRestError, RuntimeError):
+            await discord.ensure_open()
+            await discord.gateway_bot()
     discord_state: dict[str, Any] = {"ok": discord.reachable, "api_url": discord.api_url}
     if discord.last_failure is not None and not discord.reachable:
         discord_state["error"] = discord.last_failure[1]

@@ -134,6 +134,14 @@ class DiscordRest:
             return self.last_success is not None
         return self.last_success is not None and self.last_success > self.last_failure[0]
 
+    def should_probe(self, every: float = 5.0) -> bool:
+        """Whether to spend a call checking Discord: only while it is failing, at most every
+        ``every`` seconds (a healthy Discord is known from the calls the service makes)."""
+        if self.reachable:
+            return False
+        last = max(self.last_success or 0.0, self.last_failure[0] if self.last_failure else 0.0)
+        return time.time() - last >= every
+
     async def ensure_open(self) -> None:
         """Log in unless already logged in (e.g. Discord was down when the service started)."""
         if self._http is not None:

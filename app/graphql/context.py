@@ -16,13 +16,14 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
     # The access scope the answer was computed for; part of the response cache key.
     scope: str = "public"
+    max_guilds: int = 25
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)
     loader: RolesLoader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loader = RolesLoader(self.roles, self.versions, self.stale)
+        self.loader = RolesLoader(self.roles, self.versions, self.stale, max_guilds=self.max_guilds)
 
     @property
     def cacheable(self) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from strawberry.dataloader import DataLoader
 
-from app.roles.errors import RolesError
+from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import Validation
 from app.roles.service import RoleService
 from app.roles.snapshot import GuildSnapshot, Stale
@@ -29,13 +29,26 @@ Loaded = GuildSnapshot | Validation
 
 
 class RolesLoader:
-    def __init__(self, service: RoleService, versions: dict[int, int], stale: dict[int, Stale]) -> None:
+    def __init__(
+        self, service: RoleService, versions: dict[int, int], stale: dict[int, Stale], *, max_guilds: int
+    ) -> None:
         self._service = service
         self._versions = versions
         self._stale = stale
+        self._max_guilds = max_guilds
+        self._guilds: set[int] = set()
         self._loader: DataLoader[Key, Loaded] = DataLoader(load_fn=self._load)
 
+    def _admit(self, guild_id: int) -> None:
+        """One request may touch a bounded number of guilds: each unknown one costs Discord calls."""
+        self._guilds.add(guild_id)
+        if len(self._guilds) > self._max_guilds:
+            raise InvalidInput(
+                f"A request may read at most {self._max_guilds} guilds; split it into several requests."
+            )
+
     async def guild(self, guild_id: int) -> GuildSnapshot:
+        self._admit(guild_id)
         snapshot = await self._loader.load(GuildKey(guild_id))
         if not isinstance(snapshot, GuildSnapshot):
             raise TypeError("the loader answered a guild key with something else")
@@ -43,6 +56,7 @@ class RolesLoader:
         return snapshot
 
     async def validations(self, guild_id: int, role_ids: Sequence[int]) -> list[Validation]:
+        self._admit(guild_id)
         loaded = await self._loader.load_many([ValidationKey(guild_id, role_id) for role_id in role_ids])
         validations = [v for v in loaded if isinstance(v, Validation)]
         for validation in validations:

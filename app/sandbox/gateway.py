@@ -9,7 +9,6 @@ Frames are always text: discord.py asks for zlib-stream but reads plain text fra
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -29,6 +28,7 @@ DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE_UPDATE, VOICE_STATE_UPDATE = 0, 1, 2, 3,
 RESUME, RECONNECT, REQUEST_GUILD_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 6, 7, 8, 9, 10, 11
 
 # Close codes
+UNKNOWN_ERROR = 4000
 UNKNOWN_OPCODE, DECODE_ERROR, NOT_AUTHENTICATED, AUTHENTICATION_FAILED = 4001, 4002, 4003, 4004
 ALREADY_AUTHENTICATED, SESSION_TIMED_OUT, INVALID_SHARD, INVALID_API_VERSION, INVALID_INTENTS = (
     4005,
@@ -40,6 +40,8 @@ ALREADY_AUTHENTICATED, SESSION_TIMED_OUT, INVALID_SHARD, INVALID_API_VERSION, IN
 
 BACKLOG = 5000
 SESSION_TTL_SECONDS = 300.0
+MAX_OUTBOX = 10_000
+SEND_TIMEOUT = 10.0
 
 
 def _frame(op: int, d: Any = None, *, t: str | None = None, s: int | None = None) -> str:
@@ -47,14 +49,25 @@ def _frame(op: int, d: Any = None, *, t: str | None = None, s: int | None = None
 
 
 class Connection:
-    """One WebSocket: frames are queued so that dispatches never wait on a slow socket."""
+    """One WebSocket: frames are queued so that dispatches never wait on a slow socket.
+
+    A client that falls too far behind is disconnected (what it missed waits in its
+    session's backlog for a RESUME), as Discord disconnects clients that cannot keep up.
+    """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write())
+        self._too_slow = False
 
     def send(self, frame: str) -> None:
+        if self._too_slow:
+            return
+        if self._outbox.qsize() >= MAX_OUTBOX:
+            self._too_slow = True
+            self._outbox.put_nowait(None)
+            return
         self._outbox.put_nowait(frame)
 
     async def _write(self) -> None:
@@ -62,9 +75,15 @@ class Connection:
             if self.ws.closed:
                 return
             try:
-                await self.ws.send_str(frame)
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self.ws.send_str(frame)
             except (ConnectionError, RuntimeError):
                 return  # the peer went away; the read side notices and cleans up
+            except TimeoutError:
+                self._too_slow = True
+                break
+        if self._too_slow and not self.ws.closed:
+            await self.ws.close(code=UNKNOWN_ERROR, message=b"Client too slow to read.")
 
     async def close(self, code: int, reason: str) -> None:
         await self.finish()
@@ -73,8 +92,8 @@ class Connection:
     async def finish(self) -> None:
         """Flush what is queued, then stop writing."""
         self._outbox.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+        # asyncio.wait, not await: cancelling the handler must still cancel the handler.
+        await asyncio.wait({self._writer})
 
 
 class Session:
@@ -181,6 +200,8 @@ class Gateway:
                 try:
                     message = await ws.receive(timeout=timeout)
                 except TimeoutError:
+                    if session is not None:
+                        self.sessions.pop(session.id, None)  # Discord: start a new session
                     await connection.close(SESSION_TIMED_OUT, "Session timed out.")
                     return ws
                 if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
@@ -195,6 +216,8 @@ class Gateway:
                     await connection.close(DECODE_ERROR, "Error while decoding payload.")
                     return ws
                 data = payload.get("d")
+                if session is not None and session.id not in self.sessions:
+                    session = None  # invalidated (op 9): the client may IDENTIFY afresh
                 if op == HEARTBEAT:
                     connection.send(_frame(HEARTBEAT_ACK))
                 elif op == IDENTIFY:

@@ -344,31 +344,16 @@ class SandboxState:
 
     def update_channel(self, channel_id: int, body: ChannelFields) -> tuple[GuildState, Channel]:
         guild, channel = self.channel(channel_id)
-        channel_permissions = guild.channel_permissions_of(self.bot.id, channel)
-        if not perms.has(channel_permissions, perms.MANAGE_CHANNELS):
+        if not perms.has(guild.channel_permissions_of(self.bot.id, channel), perms.MANAGE_CHANNELS):
             raise errors.missing_permissions()
+        overwrites = None
         if body.permission_overwrites is not None:
-            if not perms.has(channel_permissions, perms.MANAGE_ROLES):
-                raise errors.missing_permissions()
-            overwrites = []
-            for index, given in enumerate(body.permission_overwrites):
-                targets = guild.roles if given.type == 0 else guild.members
-                if given.id not in targets:
-                    kind = "role" if given.type == 0 else "member"
-                    raise errors.field_error(
-                        ("permission_overwrites", index, "id"),
-                        "UNKNOWN_OVERWRITE",
-                        f"{given.id} is not a {kind} of this guild.",
-                    )
-                overwrite = Overwrite(
-                    id=given.id, type=given.type, allow=given.allow or 0, deny=given.deny or 0
-                )
-                # Like Discord: only permissions the bot holds in the channel can be allowed or denied.
-                if not perms.has(channel_permissions, perms.ADMINISTRATOR) and (
-                    (overwrite.allow | overwrite.deny) & ~channel_permissions
-                ):
-                    raise errors.missing_permissions()
-                overwrites.append(overwrite)
+            overwrites = self._checked_overwrites(
+                guild, channel, body.permission_overwrites, "permission_overwrites"
+            )
+        if body.given("parent_id") and body.parent_id is not None and body.parent_id not in guild.channels:
+            raise errors.field_error(("parent_id",), "CHANNEL_PARENT_INVALID", "Unknown category.")
+        if overwrites is not None:
             channel.permission_overwrites = overwrites
         if body.name is not None:
             channel.name = body.name
@@ -379,23 +364,50 @@ class SandboxState:
         if body.nsfw is not None:
             channel.nsfw = body.nsfw
         if body.given("parent_id"):
-            if body.parent_id is not None and body.parent_id not in guild.channels:
-                raise errors.field_error(("parent_id",), "CHANNEL_PARENT_INVALID", "Unknown category.")
             channel.parent_id = body.parent_id
-        event = shapes.channel_json(channel, guild.id)
-        self._dispatch(Dispatch("CHANNEL_UPDATE", event, guild.id, GUILDS))
+        self._dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
         return guild, channel
 
     def set_overwrite(self, channel_id: int, target_id: int, given: OverwriteFields | None) -> None:
-        """Create, replace (``given``) or delete (``None``) one overwrite of a channel."""
-        _, channel = self.channel(channel_id)
+        """``PUT`` (``given``) or ``DELETE`` (``None``) one overwrite: needs MANAGE_ROLES only."""
+        guild, channel = self.channel(channel_id)
         kept = [o for o in channel.permission_overwrites if o.id != target_id]
         if given is None and len(kept) == len(channel.permission_overwrites):
             return
-        fields = [OverwriteFields(id=o.id, type=o.type, allow=o.allow, deny=o.deny) for o in kept] + (
-            [given] if given is not None else []
-        )
-        self.update_channel(channel_id, ChannelFields(permission_overwrites=fields))
+        fields = [OverwriteFields(id=o.id, type=o.type, allow=o.allow, deny=o.deny) for o in kept]
+        if given is not None:
+            fields.append(given)
+        channel.permission_overwrites = self._checked_overwrites(guild, channel, fields, "overwrite")
+        self._dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
+
+    def _checked_overwrites(
+        self, guild: GuildState, channel: Channel, given: list[OverwriteFields], field: str
+    ) -> list[Overwrite]:
+        """Discord's rules for changing overwrites: MANAGE_ROLES in the channel, and only
+        permissions the bot holds in the guild may be allowed or denied — checked for the
+        overwrites that change, not for those left as they were."""
+        if not perms.has(guild.channel_permissions_of(self.bot.id, channel), perms.MANAGE_ROLES):
+            raise errors.missing_permissions()
+        held = guild.permissions_of(self.bot.id)
+        existing = {(o.id, o.type, o.allow, o.deny) for o in channel.permission_overwrites}
+        overwrites = []
+        for index, item in enumerate(given):
+            targets = guild.roles if item.type == 0 else guild.members
+            if item.id not in targets:
+                kind = "role" if item.type == 0 else "member"
+                raise errors.field_error(
+                    (field, index, "id"), "UNKNOWN_OVERWRITE", f"{item.id} is not a {kind} of this guild."
+                )
+            overwrite = Overwrite(id=item.id, type=item.type, allow=item.allow or 0, deny=item.deny or 0)
+            changed = (overwrite.id, overwrite.type, overwrite.allow, overwrite.deny) not in existing
+            if (
+                changed
+                and not perms.has(held, perms.ADMINISTRATOR)
+                and (overwrite.allow | overwrite.deny) & ~held
+            ):
+                raise errors.missing_permissions()
+            overwrites.append(overwrite)
+        return overwrites
 
     # -- members --------------------------------------------------------------------------------
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     redis_url: RedisUrl = Field(
         default=RedisUrl("redis://127.0.0.1:6379/0"), description="Redis connection URL."
     )
+    redis_timeout: float = Field(
+        default=0.5, gt=0, le=30, description="Seconds a Redis command may take before Redis counts as down."
+    )
+    redis_max_connections: int = Field(
+        default=128, ge=1, le=10_000, description="Redis connections per process."
+    )
     cache_prefix: str = Field(
         default="", max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$", description="Prefix for every Redis key."
     )

@@ -89,7 +89,8 @@ async def play(queries: list[Query], changes: list[RoleChange], sandbox: str, an
     async def ask(query: Query) -> None:
         nonlocal answered
         await at(query.at)
-        answered += await answer(query)
+        ok = await answer(query)  # awaited first: "answered += await ..." would lose counts
+        answered += ok
 
     async def change(item: RoleChange, client: httpx.AsyncClient) -> None:
         nonlocal made

@@ -329,3 +329,37 @@ async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) ->
     )  # fmt: skip
     _, stderr = await asyncio.wait_for(refused.communicate(), timeout=30)
     assert refused.returncode == 2 and b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr
+
+
+async def test_leaving_a_guild_drops_its_keys(bot: RunningBot, http: SandboxHttp, fixture: Fixture) -> None:
+    hq = guild_id(fixture, "Polly HQ")
+    assert await bot.cached(hq) is not None
+    response, _ = await http.call("DELETE", f"/users/@me/guilds/{hq}")
+    assert response.status == 204
+
+    async def gone() -> bool:
+        return not await bot.redis.exists(f"guild_roles_ping:{hq}", f"guild_roles_ping_last_known:{hq}")
+
+    await wait_until(gone, within=2)
+    assert not await bot.redis.sismember("bot_guilds", hq)
+
+
+async def test_shards_follow_get_gateway_bot(redis_url: str) -> None:
+    from app.discord.client import point_discord_py_at
+    from app.sandbox.builtin import generated_fixture
+
+    sharded = Sandbox(generated_fixture(40, shards=3))
+    await sharded.start()
+    point_discord_py_at(sharded.api_url, sharded.gateway_url)
+    running = RunningBot(sharded, redis_url)
+    running.task = asyncio.create_task(run_bot(running.settings, running.stop, handle_signals=False))
+    try:
+        await wait_until(running.all_cached, within=30)
+        sessions = sharded.gateway.describe()
+        assert sorted(s["shard"][0] for s in sessions) == [0, 1, 2]
+        assert {s["shard"][1] for s in sessions} == {3}
+    finally:
+        running.stop.set()
+        await asyncio.wait_for(running.task, timeout=20)
+        await running.redis.aclose()
+        await sharded.stop()

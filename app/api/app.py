@@ -44,7 +44,11 @@ class Services:
 
 
 async def open_services(settings: Settings) -> Services:
-    client = open_redis(str(settings.redis_url))
+    client = open_redis(
+        str(settings.redis_url),
+        timeout=settings.redis_timeout,
+        max_connections=settings.redis_max_connections,
+    )
     discord = DiscordRest(
         api_url=str(settings.discord_api_url),
         gateway_url=str(settings.discord_gateway_url),

@@ -25,7 +25,7 @@ class BotLoginRefused(Exception):
 
 def role_cache_for(settings: Settings) -> RoleCache:
     return RoleCache(
-        open_redis(str(settings.redis_url)),
+        open_redis(str(settings.redis_url), timeout=settings.redis_timeout),
         keys=CacheKeys(settings.cache_prefix),
         breaker=Breaker(),
         ttl=settings.role_cache_ttl,

@@ -183,6 +183,12 @@ async def get_current_user(request: web.Request) -> web.Response:
     return json_response(shapes.current_user_json(request.app[STATE].bot))
 
 
+@routes.delete("/users/@me/guilds/{guild_id}")
+async def leave_guild(request: web.Request) -> web.Response:
+    request.app[STATE].leave_guild(snowflake_param(request, "guild_id"))
+    return web.Response(status=204)
+
+
 @routes.get("/oauth2/applications/@me")
 async def get_current_application(request: web.Request) -> web.Response:
     state = request.app[STATE]

@@ -232,6 +232,12 @@ class SandboxState:
         if bits & ~held:
             raise errors.missing_permissions()
 
+    def leave_guild(self, guild_id: int) -> None:
+        """The bot leaves a guild: Discord sends GUILD_DELETE without ``unavailable``."""
+        guild = self.guild(guild_id)
+        del guild.members[self.bot.id]
+        self._dispatch(Dispatch("GUILD_DELETE", {"id": str(guild.id)}, guild.id, GUILDS))
+
     # -- roles ----------------------------------------------------------------------------------
 
     def create_role(self, guild_id: int, body: RoleFields) -> Role:

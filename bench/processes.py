@@ -88,31 +88,29 @@ class Stack(contextlib.ExitStack):
 
     def api(self, sandbox_url: str, redis_url: str, **settings: str) -> str:
         port = free_port()
-        token = httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["bot"]["token"]
-        env = {
-            "POLLY_DISCORD_API_URL": f"{sandbox_url}/api/v10",
-            "POLLY_DISCORD_GATEWAY_URL": sandbox_url.replace("http", "ws") + "/gateway",
-            "POLLY_DISCORD_TOKEN": token,
-            "POLLY_REDIS_URL": redis_url,
-            "POLLY_LOG_LEVEL": "WARNING",
-            **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
-        }
-        self.spawn([sys.executable, "-m", "app", "api", "--port", str(port)], env)
+        self.spawn(
+            [sys.executable, "-m", "app", "api", "--port", str(port)],
+            polly_env(sandbox_url, redis_url, settings),
+        )
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/healthz")
         return url
 
     def bot(self, sandbox_url: str, redis_url: str, **settings: str) -> None:
-        token = httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["bot"]["token"]
-        env = {
-            "POLLY_DISCORD_API_URL": f"{sandbox_url}/api/v10",
-            "POLLY_DISCORD_GATEWAY_URL": sandbox_url.replace("http", "ws") + "/gateway",
-            "POLLY_DISCORD_TOKEN": token,
-            "POLLY_REDIS_URL": redis_url,
-            "POLLY_LOG_LEVEL": "WARNING",
-            **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
-        }
-        self.spawn([sys.executable, "-m", "app", "bot"], env)
+        self.spawn([sys.executable, "-m", "app", "bot"], polly_env(sandbox_url, redis_url, settings))
+
+
+def polly_env(sandbox_url: str, redis_url: str, settings: dict[str, str]) -> dict[str, str]:
+    """POLLY_* variables pointing a polly process at the sandbox and Redis, plus ``settings``."""
+    token = httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["bot"]["token"]
+    return {
+        "POLLY_DISCORD_API_URL": f"{sandbox_url}/api/v10",
+        "POLLY_DISCORD_GATEWAY_URL": sandbox_url.replace("http", "ws") + "/gateway",
+        "POLLY_DISCORD_TOKEN": token,
+        "POLLY_REDIS_URL": redis_url,
+        "POLLY_LOG_LEVEL": "WARNING",
+        **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
+    }
 
 
 def sandbox_stats(sandbox_url: str) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class RoleCache:
         """Drop a guild's role data and everything computed from it; returns the new version."""
         keys = [
             self.keys.guild_roles(guild_id),
+            self.keys.last_known_guild_roles(guild_id),
             self.keys.guild_version(guild_id),
             self.keys.guild_dependents(guild_id),
         ]

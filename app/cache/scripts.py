@@ -10,19 +10,24 @@ from __future__ import annotations
 
 # Shared pieces. KEYS[1..4] are always: guild data, last-known copy, version, dependents.
 # ARGV[1..3] are always: document without version, ttl, last-known ttl (0: leave it alone).
-_TAKE_VERSION_AND_WRITE = """
+_NEW_VERSION_WITHOUT_DEPENDENTS = """
 local version = redis.call('INCR', KEYS[3])
 local dependents = redis.call('SMEMBERS', KEYS[4])
 for i = 1, #dependents, 500 do
   redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
 end
 redis.call('DEL', KEYS[4])
+"""
+_TAKE_VERSION_AND_WRITE = (
+    _NEW_VERSION_WITHOUT_DEPENDENTS
+    + """
 local rest = string.sub(ARGV[1], 2)
 if rest ~= '}' then rest = ',' .. rest end
 local body = '{"version":' .. version .. rest
 redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], body, 'EX', ARGV[3]) end
 """
+)
 
 # A fill from REST. ARGV[4]: the version read before calling Discord. If anything wrote the
 # guild since, this data may be older than what is cached: the write loses. Returns the new
@@ -93,14 +98,12 @@ end
 return 1
 """
 
-# KEYS: guild data, version, dependents. Returns the new version.
-# The last-known copy stays: it is what an outage falls back to.
-INVALIDATE_GUILD = """
-local version = redis.call('INCR', KEYS[2])
-local dependents = redis.call('SMEMBERS', KEYS[3])
-for i = 1, #dependents, 500 do
-  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
-end
-redis.call('DEL', KEYS[1], KEYS[3])
+# The usual four keys; returns the new version. The last-known copy stays: it is what an
+# outage falls back to.
+INVALIDATE_GUILD = (
+    _NEW_VERSION_WITHOUT_DEPENDENTS
+    + """
+redis.call('DEL', KEYS[1])
 return version
 """
+)

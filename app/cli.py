@@ -84,7 +84,43 @@ def build_parser() -> argparse.ArgumentParser:
         " to Redis.",
     )
     bot.set_defaults(run=run_bot)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the sandbox, the bot and the API together, with Redis embedded",
+        description="The whole stack in one process, no accounts or services to set up; prints the URLs.",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
+    demo.add_argument(
+        "--sandbox-port", type=int, default=8787, help="the Discord sandbox's port (default 8787)"
+    )
+    demo.add_argument("--churn", action="store_true", help="rename and toggle roles every few seconds")
+    demo.add_argument(
+        "--churn-every", type=_positive_float, default=3.0, help="seconds between changes (default 3)"
+    )
+    demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo.set_defaults(run=run_demo, needs_settings=False)
     return parser
+
+
+def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:
+    from app.demo import DemoOptions
+    from app.demo import run_demo as serve
+
+    options = DemoOptions(
+        host=args.host,
+        port=args.port,
+        sandbox_port=args.sandbox_port,
+        churn=args.churn,
+        churn_every=args.churn_every,
+    )
+    try:
+        asyncio.run(serve(options))
+    except OSError as error:
+        print(f"polly demo: cannot start: {error.strerror or error}.", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_bot(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,6 +176,9 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
         lifespan="on",
+        # Subscription messages are small and sent to many sockets at once; per-socket
+        # compression contexts would cost memory and a deflate per send.
+        ws_per_message_deflate=False,
     )
     uvicorn.Server(config).run()
     return 0

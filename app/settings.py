@@ -6,6 +6,7 @@ and pass it down.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AnyUrl, BeforeValidator, Field, RedisDsn, SecretStr, ValidationError
@@ -68,6 +69,23 @@ class Settings(BaseSettings):
     response_cache: bool = Field(default=True, description="Cache serialized results of repeatable queries.")
     max_guilds_per_request: int = Field(
         default=25, ge=1, le=1000, description="Distinct guilds one GraphQL request may read."
+    )
+    subscriber_queue_limit: int = Field(
+        default=256, ge=1, le=100_000, description="Events queued per subscription before it resyncs."
+    )
+    subscriber_buffer_limit: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Bytes unsent to one WebSocket past which it is behind: it skips to a resync.",
+    )
+    keep_alive_interval: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds between WebSocket keep-alive messages."
+    )
+    connection_init_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds a WebSocket client has to send connection_init."
+    )
+    frontend_dir: Path | None = Field(
+        default=None, description="Directory of the front-end stub served at /; default: the bundled one."
     )
     shard_count: int | None = Field(
         default=None,

@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,90 +17,22 @@ import redis.asyncio as redis
 from pytest_redis.executor import RedisExecutor
 
 from app.bot.runner import run_bot
-from app.roles.snapshot import GuildSnapshot
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from app.sandbox.shapes import role_json
-from app.settings import Settings
-from tests.conftest import REPO, RunningApi, SandboxHttp, channel_id, guild_id, role_id, wait_until
+from tests.conftest import (
+    REPO,
+    RunningApi,
+    RunningBot,
+    SandboxHttp,
+    channel_id,
+    guild_id,
+    role_id,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
 PINGABLE = "query($g: ID!, $c: ID) { pingableRoles(guildId: $g, channelId: $c) { name } }"
-
-
-class RunningBot:
-    def __init__(self, sandbox: Sandbox, redis_url: str) -> None:
-        self.sandbox = sandbox
-        self.redis = redis.Redis.from_url(redis_url)
-        self.settings = Settings(
-            discord_api_url=sandbox.api_url,
-            discord_gateway_url=sandbox.gateway_url,
-            discord_token=sandbox.fixture.bot.token,
-            redis_url=redis_url,
-        )
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    def bot_guild_ids(self) -> set[int]:
-        bot = self.sandbox.state.bot.id
-        return {g.id for g in self.sandbox.state.guilds.values() if bot in g.members}
-
-    async def cached(self, guild: int) -> GuildSnapshot | None:
-        try:
-            raw = await self.redis.get(f"guild_roles_ping:{guild}")
-        except redis.ConnectionError:
-            return None  # Redis restarting: this client reconnects on the next call
-        return None if raw is None else GuildSnapshot.from_json(raw)
-
-    async def matches_sandbox(self, guild: int) -> bool:
-        """The cached guild holds exactly the sandbox's roles, bot roles and overwrites."""
-        cached = await self.cached(guild)
-        state = self.sandbox.state.guilds[guild]
-        if cached is None:
-            return False
-        roles = sorted((role_json(r) for r in state.roles.values()), key=lambda r: r["id"])
-        overwrites = {
-            c.id: sorted((o.id, o.type, o.allow, o.deny) for o in c.permission_overwrites)
-            for c in state.channels.values()
-        }
-        return (
-            sorted(cached.roles, key=lambda r: r["id"]) == roles
-            and set(cached.bot_role_ids) == set(state.members[self.sandbox.state.bot.id].roles)
-            and {
-                c: sorted((o.id, o.type, o.allow, o.deny) for o in d.overwrites)
-                for c, d in cached.channels.items()
-            }
-            == overwrites
-        )
-
-    async def all_cached(self) -> bool:
-        return all([await self.matches_sandbox(g) for g in self.bot_guild_ids()])
-
-    async def events(self, guild: int) -> list[dict[str, Any]]:
-        entries = await self.redis.xrange(f"guild_events:{guild}")
-        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
-
-
-@pytest_asyncio.fixture
-async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[[str], Awaitable[RunningBot]]]:
-    started: list[RunningBot] = []
-
-    async def start(redis_url: str) -> RunningBot:
-        running = RunningBot(sandbox, redis_url)
-        running.task = asyncio.create_task(run_bot(running.settings, running.stop, handle_signals=False))
-        started.append(running)
-        await wait_until(running.all_cached, within=20)
-        return running
-
-    try:
-        yield start
-    finally:
-        for running in started:
-            running.stop.set()
-            if running.task is not None:
-                await asyncio.wait_for(running.task, timeout=20)
-            await running.redis.aclose()
 
 
 @pytest_asyncio.fixture

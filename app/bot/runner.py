@@ -7,6 +7,7 @@ import logging
 import signal
 
 import discord
+import redis.asyncio as redis
 
 from app.bot.client import PollyBot
 from app.bot.sync import GatewaySync
@@ -23,9 +24,9 @@ class BotLoginRefused(Exception):
     """Discord refused the bot token."""
 
 
-def role_cache_for(settings: Settings) -> RoleCache:
+def role_cache_for(settings: Settings, client: redis.Redis | None = None) -> RoleCache:
     return RoleCache(
-        open_redis(str(settings.redis_url), timeout=settings.redis_timeout),
+        client or open_redis(str(settings.redis_url), timeout=settings.redis_timeout),
         keys=CacheKeys(settings.cache_prefix),
         breaker=Breaker(),
         ttl=settings.role_cache_ttl,
@@ -44,12 +45,16 @@ async def keep_fresh(sync: GatewaySync, every: float) -> None:
 
 
 async def run_bot(
-    settings: Settings, stop: asyncio.Event | None = None, *, handle_signals: bool = True
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    handle_signals: bool = True,
+    redis_client: redis.Redis | None = None,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT arrives); raises BotLoginRefused on a bad token."""
     token = require_token(settings)
     point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
-    cache = role_cache_for(settings)
+    cache = role_cache_for(settings, redis_client)
     sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
     bot = PollyBot(sync, shard_count=settings.shard_count)
     stop = stop or asyncio.Event()

@@ -115,6 +115,7 @@ class GatewaySync:
             guild_id=guild_id,
             version=0,
             owner_id=int(data["owner_id"]),
+            name=str(data.get("name", "")),
             bot_id=self.bot_id,
             bot_role_ids=[int(role) for role in (bot_member or {}).get("roles", [])],
             roles=data.get("roles", []),
@@ -146,6 +147,7 @@ class GatewaySync:
         after = replace(
             before,
             owner_id=int(data.get("owner_id", before.owner_id)),
+            name=str(data.get("name", before.name)),
             roles=sort_roles(data["roles"]) if "roles" in data else before.roles,
         )
         await self._commit(before, after, Change(EventKind.BOT_PERMISSIONS_CHANGED))

@@ -267,6 +267,10 @@ class RoleCache:
         args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
         return int(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
 
+    async def bot_guild_ids(self) -> list[int]:
+        members = await self.breaker.call(lambda: self.redis.smembers(self.keys.bot_guilds()))
+        return sorted(int(member) for member in members)
+
     async def last_known(self, guild_id: int) -> bytes | None:
         key = self.keys.last_known_guild_roles(guild_id)
         return cast(bytes | None, await self.breaker.call(lambda: self.redis.get(key)))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from app.cache.event_log import EventLog
 from app.graphql.loaders import RolesLoader
+from app.live.hub import EventHub
 from app.roles.service import RoleService
 from app.roles.snapshot import Stale
 
@@ -17,6 +19,9 @@ class RequestContext:
     # The access scope the answer was computed for; part of the response cache key.
     scope: str = "public"
     max_guilds: int = 25
+    # Live updates (subscriptions); None where a context serves no subscriptions.
+    hub: EventHub | None = None
+    events: EventLog | None = None
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)

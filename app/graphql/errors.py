@@ -29,9 +29,7 @@ def error_code(error: GraphQLError) -> str:
 def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     code = error_code(error)
     if code == "INTERNAL_SERVER_ERROR":
-        log.error(
-            "Unexpected error (request %s) at %s", request_id, error.path, exc_info=error.original_error
-        )
+        # Logged with its traceback by the schema (PollySchema.process_errors).
         formatted: dict[str, Any] = {
             "message": f"Internal error; quote request id {request_id} when reporting it.",
         }

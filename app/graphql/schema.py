@@ -6,15 +6,16 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.types import ExecutionContext, Info
 
 import app
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
-from app.graphql.types import Role, RoleValidation
-from app.roles.errors import InvalidInput
+from app.graphql.subscription import Subscription
+from app.graphql.types import Channel, Guild, Role, RoleValidation
+from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import bot_abilities, pingable_roles, validate_role
 
 log = logging.getLogger(__name__)
@@ -81,20 +82,73 @@ class Query:
             validations = [validate_role(snapshot, role, abilities) for role in roles]
         return [RoleValidation.from_validation(validation) for validation in validations]
 
+    @strawberry.field(
+        description="The guilds the bot is in (as its gateway reported them), with their channels; at most "
+        "the per-request guild limit, lowest ids first."
+    )
+    async def bot_guilds(self, info: Context) -> list[Guild]:
+        context = info.context
+        ids = (await context.roles.bot_guild_ids())[: context.max_guilds]
+        guilds = []
+        for guild_id in ids:
+            try:
+                snapshot = await context.loader.guild(guild_id)
+            except RolesError:
+                continue  # left meanwhile, or unreachable: not listed
+            channels = sorted(snapshot.channels.items(), key=lambda item: (item[1].position, item[0]))
+            guilds.append(
+                Guild(
+                    id=strawberry.ID(str(guild_id)),
+                    name=snapshot.name,
+                    channels=[
+                        Channel(
+                            id=strawberry.ID(str(channel_id)),
+                            name=channel.name,
+                            type=channel.type,
+                            position=channel.position,
+                            parent_id=None
+                            if channel.parent_id is None
+                            else strawberry.ID(str(channel.parent_id)),
+                        )
+                        for channel_id, channel in channels
+                    ],
+                )
+            )
+        return guilds
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Errors the client did not cause: masked, so no internals reach any transport."""
+    return error_code(error) == "INTERNAL_SERVER_ERROR"
+
 
 class PollySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # Errors clients caused are theirs to read, not ours to page on; unexpected ones are
-        # logged with their traceback where they are turned into a masked message.
+        # Runs before MaskErrors: unexpected errors are logged here with their traceback and
+        # the request id clients see; errors clients caused are theirs to read, not ours to
+        # page on.
+        request_id = getattr(getattr(execution_context, "context", None), "request_id", "-")
         for error in errors:
-            if error_code(error) != "INTERNAL_SERVER_ERROR":
+            if _unexpected(error):
+                log.error(
+                    "Unexpected error (request %s) at %s",
+                    request_id,
+                    error.path,
+                    exc_info=error.original_error,
+                )
+            else:
                 log.debug("GraphQL error for the client: %s", error.message)
 
 
 # Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
 schema = PollySchema(
     query=Query,
-    extensions=[lambda: ParserCache(maxsize=1024), lambda: ValidationCache(maxsize=1024)],
+    subscription=Subscription,
+    extensions=[
+        lambda: ParserCache(maxsize=1024),
+        lambda: ValidationCache(maxsize=1024),
+        lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal error; it is logged."),
+    ],
 )

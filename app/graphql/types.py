@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -122,3 +123,54 @@ class RoleValidation:
             reason=None if validation.reason is None else RoleValidationReason(validation.reason.value),
             role=None if validation.role is None else Role.from_discord(validation.role),
         )
+
+
+@strawberry.enum(description="What changed in a guild.")
+class GuildRolesChangeKind(Enum):
+    ROLE_CREATED = "ROLE_CREATED"
+    ROLE_UPDATED = "ROLE_UPDATED"
+    ROLE_DELETED = "ROLE_DELETED"
+    BOT_PERMISSIONS_CHANGED = strawberry.enum_value(
+        "BOT_PERMISSIONS_CHANGED",
+        description="What the bot may ping changed (its roles or their permissions).",
+    )
+    CHANNEL_UPDATED = strawberry.enum_value("CHANNEL_UPDATED", description="A channel's overwrites changed.")
+    GUILD_RESYNCED = strawberry.enum_value(
+        "GUILD_RESYNCED",
+        description="Changes may have been missed: pingableRoles is the full current list; replace, do not"
+        " merge.",
+    )
+
+
+@strawberry.type(description="One change of a guild's roles, with the pingable roles after it.")
+class GuildRolesChanged:
+    guild_id: strawberry.ID
+    kind: GuildRolesChangeKind
+    role_id: strawberry.ID | None = strawberry.field(description="The role that changed, if one did.")
+    channel_id: strawberry.ID | None = strawberry.field(description="The channel that changed, if one did.")
+    version: int = strawberry.field(description="The guild data's version after the change; it only grows.")
+    event_id: str | None = strawberry.field(
+        description="Pass it as `since` when reconnecting to receive what was missed."
+    )
+    at: datetime
+    pingable_roles: list[Role] = strawberry.field(
+        description="The roles the bot can ping now (in the subscription's channel, if one was given)."
+    )
+
+
+@strawberry.type(description="A channel of a guild.")
+class Channel:
+    id: strawberry.ID
+    name: str
+    type: int = strawberry.field(
+        description="Discord's channel type: 0 text, 2 voice, 4 category, 5 news, ..."
+    )
+    position: int
+    parent_id: strawberry.ID | None
+
+
+@strawberry.type(description="A guild the bot is in.")
+class Guild:
+    id: strawberry.ID
+    name: str
+    channels: list[Channel] = strawberry.field(description="Its channels, in Discord's order.")

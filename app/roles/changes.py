@@ -40,6 +40,7 @@ def same_stored_data(before: GuildSnapshot | None, after: GuildSnapshot) -> bool
         return False
     return (
         before.owner_id == after.owner_id
+        and before.name == after.name
         and before.bot_id == after.bot_id
         and before.bot_role_ids == after.bot_role_ids
         and before.roles == after.roles

@@ -10,6 +10,11 @@ class RolesError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def extensions(self) -> dict[str, str]:
+        """graphql-core copies these into the GraphQL error, on every transport."""
+        return {"code": self.code}
+
 
 class InvalidInput(RolesError):
     code = "BAD_USER_INPUT"
@@ -21,6 +26,12 @@ class GuildNotFound(RolesError):
 
 class ChannelNotFound(RolesError):
     code = "BAD_USER_INPUT"
+
+
+class LiveUnavailable(RolesError):
+    """Live updates need Redis's pub/sub, which cannot be reached."""
+
+    code = "LIVE_UNAVAILABLE"
 
 
 class DiscordUnavailable(RolesError):

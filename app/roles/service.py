@@ -121,6 +121,20 @@ class RoleService:
         await self._store_validations(snapshots, computed)
         return results
 
+    async def guild(self, guild_id: int) -> GuildSnapshot:
+        """One guild's data, or the RolesError that says why there is none."""
+        snapshot = (await self.read([guild_id], [])).guilds[guild_id]
+        if isinstance(snapshot, RolesError):
+            raise snapshot
+        return snapshot
+
+    async def bot_guild_ids(self) -> list[int]:
+        """The guilds the gateway bot reported being in (empty without a bot)."""
+        try:
+            return await self.cache.bot_guild_ids()
+        except CacheUnavailable:
+            return []
+
     async def _store_validations(
         self, snapshots: dict[int, GuildSnapshot | RolesError], computed: dict[int, dict[int, Validation]]
     ) -> None:
@@ -276,6 +290,7 @@ class RoleService:
             guild_id=guild_id,
             version=version,
             owner_id=int(guild["owner_id"]),
+            name=str(guild.get("name", "")),
             bot_id=self.discord.bot_user_id,
             bot_role_ids=[int(role) for role in member.get("roles", [])],
             roles=guild["roles"],

@@ -25,6 +25,9 @@ BOT_NOT_IN_GUILD = "BOT_NOT_IN_GUILD"
 class ChannelData:
     type: int
     overwrites: tuple[Overwrite, ...]
+    name: str = ""
+    position: int = 0
+    parent_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class GuildSnapshot:
     fetched_at: float = field(default_factory=time.time)
     absent: str | None = None  # UNKNOWN_GUILD or BOT_NOT_IN_GUILD: nothing else is set
     owner_id: int = 0
+    name: str = ""
     bot_id: int = 0
     bot_role_ids: tuple[int, ...] = ()
     roles: list[RoleData] = field(default_factory=list)  # highest first, as Discord orders them
@@ -69,12 +73,14 @@ class GuildSnapshot:
         bot_role_ids: list[int],
         roles: list[RoleData],
         channels: list[dict[str, Any]],
+        name: str = "",
     ) -> GuildSnapshot:
         """From Discord's JSON: the guild's roles, the bot's member roles, the guild's channels."""
         return cls(
             guild_id=guild_id,
             version=version,
             owner_id=owner_id,
+            name=name,
             bot_id=bot_id,
             bot_role_ids=tuple(bot_role_ids),
             roles=sort_roles(roles),
@@ -85,6 +91,9 @@ class GuildSnapshot:
                         Overwrite(int(o["id"]), int(o["type"]), int(o["allow"]), int(o["deny"]))
                         for o in channel.get("permission_overwrites") or ()
                     ),
+                    name=str(channel.get("name") or ""),
+                    position=int(channel.get("position") or 0),
+                    parent_id=None if channel.get("parent_id") is None else int(channel["parent_id"]),
                 )
                 for channel in channels
             },
@@ -107,6 +116,7 @@ class GuildSnapshot:
                 "guild_id": str(self.guild_id),
                 "fetched_at": self.fetched_at,
                 "owner_id": str(self.owner_id),
+                "name": self.name,
                 "bot_id": str(self.bot_id),
                 "bot_roles": [str(role) for role in self.bot_role_ids],
                 "roles": self.roles,
@@ -114,6 +124,9 @@ class GuildSnapshot:
                     str(channel_id): {
                         "type": channel.type,
                         "overwrites": [[o.id, o.type, o.allow, o.deny] for o in channel.overwrites],
+                        "name": channel.name,
+                        "position": channel.position,
+                        "parent_id": None if channel.parent_id is None else str(channel.parent_id),
                     }
                     for channel_id, channel in self.channels.items()
                 },
@@ -132,6 +145,7 @@ class GuildSnapshot:
             version=version,
             fetched_at=float(data.get("fetched_at", 0.0)),
             owner_id=int(data["owner_id"]),
+            name=data.get("name", ""),
             bot_id=int(data["bot_id"]),
             bot_role_ids=tuple(int(role) for role in data["bot_roles"]),
             roles=data["roles"],
@@ -139,6 +153,9 @@ class GuildSnapshot:
                 int(channel_id): ChannelData(
                     type=int(channel["type"]),
                     overwrites=tuple(Overwrite(*map(int, o)) for o in channel["overwrites"]),
+                    name=channel.get("name", ""),
+                    position=int(channel.get("position", 0)),
+                    parent_id=None if channel.get("parent_id") is None else int(channel["parent_id"]),
                 )
                 for channel_id, channel in data["channels"].items()
             },

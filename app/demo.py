@@ -1,0 +1,186 @@
+"""``polly demo``: the sandbox, the gateway bot and the API in one process, nothing to install.
+
+Redis is ``POLLY_REDIS_URL`` when set; otherwise a private redis-server when one is on PATH
+(its data in a temporary directory, gone at exit); otherwise fakeredis, in this process.
+``--churn`` makes the sandbox rename and toggle roles every few seconds, so the live refresh
+can be watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+import uvicorn
+
+from app.api.app import create_app
+from app.bot.runner import run_bot
+from app.discord.client import point_discord_py_at
+from app.sandbox.bodies import RoleFields
+from app.sandbox.builtin import default_fixture
+from app.sandbox.server import Sandbox
+from app.sandbox.state import SandboxState
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHURN_GUILD = "Polly Playground"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    sandbox_port: int = 8787
+    churn: bool = False
+    churn_every: float = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def embedded_redis() -> AsyncIterator[tuple[str, redis.Redis | None, str]]:
+    """(url, in-process client or None, what it is) for the demo's Redis."""
+    if os.environ.get("POLLY_REDIS_URL"):
+        yield os.environ["POLLY_REDIS_URL"], None, "POLLY_REDIS_URL"
+        return
+    executable = shutil.which("redis-server")
+    if executable is None:
+        import fakeredis
+
+        server = fakeredis.FakeServer()
+        yield "redis://fakeredis/0", fakeredis.FakeAsyncRedis(server=server), "fakeredis (in this process)"
+        return
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="polly-demo-redis-") as directory:
+        process = await asyncio.create_subprocess_exec(
+            executable,
+            *(
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+            ),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                with contextlib.suppress(redis.ConnectionError):
+                    await client.ping()
+                    break
+                await asyncio.sleep(0.05)
+            await client.aclose()
+            yield f"redis://127.0.0.1:{port}/0", None, f"a private redis-server on port {port}"
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), timeout=10)
+
+
+async def churn(state: SandboxState, every: float) -> None:
+    """Rename and toggle roles of the playground guild, as its owner would."""
+    rng = random.Random(7)
+    guild = next(g for g in state.guilds.values() if g.guild.name == CHURN_GUILD)
+    originals = {role.id: role.name for role in guild.roles.values()}
+    turn = 0
+    while True:
+        await asyncio.sleep(every)
+        candidates = [r for r in guild.roles.values() if not r.managed and r.id != guild.id]
+        if not candidates:
+            continue
+        role = rng.choice(candidates)
+        turn += 1
+        if turn % 2:
+            name = f"{originals.get(role.id, role.name)} #{turn}"
+            state.update_role(guild.id, role.id, RoleFields(name=name), as_owner=True)
+        else:
+            state.update_role(guild.id, role.id, RoleFields(mentionable=not role.mentionable), as_owner=True)
+
+
+async def run_demo(options: DemoOptions) -> None:
+    fixture = default_fixture()
+    sandbox = Sandbox(fixture)
+    await sandbox.start(options.host, options.sandbox_port)
+    point_discord_py_at(sandbox.api_url, sandbox.gateway_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with embedded_redis() as (redis_url, client, redis_kind):
+            settings = Settings(
+                discord_api_url=sandbox.api_url,
+                discord_gateway_url=sandbox.gateway_url,
+                discord_token=fixture.bot.token,
+                redis_url=redis_url,
+            )
+            bot_client = None if client is None else redis.Redis(connection_pool=client.connection_pool)
+            tasks.append(
+                asyncio.create_task(run_bot(settings, stop, handle_signals=False, redis_client=bot_client))
+            )
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    create_app(settings, redis_client=client),
+                    host=options.host,
+                    port=options.port,
+                    log_level="warning",
+                    lifespan="on",
+                    ws_per_message_deflate=False,
+                )
+            )
+            api = asyncio.create_task(server.serve())
+            # uvicorn says it started through a flag, not an event.
+            while not server.started and not api.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if api.done():
+                api.result()
+                return
+            if options.churn:
+                tasks.append(asyncio.create_task(churn(sandbox.state, options.churn_every)))
+            base = f"http://{options.host}:{options.port}"
+            print(
+                "Polly demo is running.\n"
+                f"  the live role dropdown   {base}/\n"
+                f"  GraphQL (GraphiQL)       {base}/graphql\n"
+                f"  Discord sandbox          {sandbox.url}/_sandbox/fixture\n"
+                f"  Redis                    {redis_kind}\n"
+                + (
+                    "  Roles of Polly Playground change every few seconds (--churn).\n"
+                    if options.churn
+                    else ""
+                )
+                + "Press Ctrl+C to stop.",
+                flush=True,
+            )
+            await stop.wait()
+            server.should_exit = True
+            await api
+    finally:
+        stop.set()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await sandbox.stop()

@@ -1,0 +1,152 @@
+"""GraphQL subscriptions over WebSocket (graphql-transport-ws and the legacy graphql-ws) and
+Server-Sent Events, on ``/graphql``.
+
+Strawberry speaks the protocols — handshakes, keep-alives, the connection-init timeout, the
+close codes for protocol errors. Subscriptions that can be shared (see app/graphql/fanout.py)
+are served from a shared group instead of one execution per subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, MutableMapping
+from datetime import timedelta
+from typing import Any, cast
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage as TransportErrorMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
+
+from app.graphql.context import RequestContext
+from app.graphql.fanout import Fanout, Member
+from app.graphql.frames import SocketWriter
+from app.graphql.schema import PollySchema
+
+
+def _socket(handler: Any) -> WebSocket:
+    return cast(WebSocket, handler.websocket.ws)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """graphql-transport-ws, with shared subscriptions and server pings to keep idle sockets alive."""
+
+    _pinger: asyncio.Task[None] | None = None
+
+    @property
+    def _view(self) -> StreamingView:
+        return cast(StreamingView, self.view)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._pinger is None:
+            self._pinger = asyncio.create_task(self._ping())
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(self._view.keep_alive_interval or 15.0)
+            await self.send_message({"type": "ping"})
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        await super().shutdown()
+
+    async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        fanout = self._view.fanout
+        shared = fanout.key_for(
+            operation.query, operation.variables, operation.operation_name, self.context.scope
+        )
+        if shared is None:
+            await super().run_operation(operation)
+            return
+        key, response_keys = shared
+        member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation.id, "next")
+        errors = await fanout.join(
+            key, response_keys, member, operation.query, operation.variables, operation.operation_name
+        )
+        if errors:
+            message = {"id": operation.id, "type": "error", "payload": errors}
+            await operation.send_operation_message(cast(TransportErrorMessage, message))
+        else:
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+
+class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
+    """The legacy graphql-ws protocol (subscriptions-transport-ws), with shared subscriptions."""
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        fanout = cast(StreamingView, self.view).fanout
+        shared = fanout.key_for(query, variables, operation_name, self.context.scope)
+        if shared is None:
+            await super().handle_async_results(operation_id, query, operation_name, variables)
+            return
+        key, response_keys = shared
+        member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation_id, "data")
+        try:
+            errors = await fanout.join(key, response_keys, member, query, variables, operation_name)
+            if errors:
+                await self.send_message(ErrorMessage(type="error", id=operation_id, payload=errors[0]))  # type: ignore[typeddict-item]
+            else:
+                await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        finally:
+            self.tasks.pop(operation_id, None)
+
+
+class StreamingView(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = GraphQLWSHandler
+
+    def __init__(
+        self,
+        schema: PollySchema,
+        fanout: Fanout,
+        context: Callable[[Request | WebSocket], RequestContext],
+        *,
+        keep_alive_interval: float = 15.0,
+        connection_init_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            keep_alive=True,
+            keep_alive_interval=keep_alive_interval,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
+        )
+        self.fanout = fanout
+        self._context = context
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
+        return self._context(request)
+
+
+def wants_event_stream(scope: MutableMapping[str, Any]) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"accept" and b"text/event-stream" in value:
+            return True
+    return False

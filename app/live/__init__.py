@@ -1,0 +1,1 @@
+"""Live refresh: role events from Redis, fanned out to GraphQL subscriptions."""

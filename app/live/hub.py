@@ -1,0 +1,174 @@
+"""One Redis pub/sub connection per API process, shared by every subscription.
+
+The hub subscribes to a guild's channel while at least one listener wants that guild, and
+hands each announced event to every listener in memory. A listener's queue is bounded: one
+that falls behind loses its backlog and gets a single "resync" marker instead. When the
+pub/sub connection breaks, every listener gets that marker once it is back (events may have
+been missed meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Final
+
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from app.cache.event_log import GuildEvent
+from app.cache.role_cache import RoleCache
+
+log = logging.getLogger(__name__)
+
+
+class Resync:
+    """Events may have been missed: the consumer should send the full current state."""
+
+    def __repr__(self) -> str:
+        return "RESYNC"
+
+
+RESYNC: Final = Resync()
+Item = GuildEvent | Resync
+
+
+class Listener:
+    def __init__(self, guild_id: int, limit: int) -> None:
+        self.guild_id = guild_id
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=limit)
+
+    def offer(self, item: Item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # Behind by a whole queue: drop the backlog, ask for one resync instead.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(RESYNC)
+
+    async def get(self) -> Item:
+        return await self._queue.get()
+
+
+class EventHub:
+    def __init__(self, cache: RoleCache, *, queue_limit: int = 256, retry_interval: float = 1.0) -> None:
+        self._cache = cache
+        self._queue_limit = queue_limit
+        self._retry_interval = retry_interval
+        self._listeners: dict[int, set[Listener]] = defaultdict(set)
+        self._pubsub: PubSub | None = None
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def channel(self, guild_id: int) -> str:
+        return self._cache.keys.guild_events(guild_id)
+
+    @property
+    def guilds(self) -> int:
+        """How many guilds this process holds a Redis subscription for."""
+        return len(self._listeners)
+
+    async def listen(self, guild_id: int, *, confirm_within: float = 2.0) -> Listener:
+        """A listener for a guild's events, returned once Redis confirmed the subscription (so
+        an event published from now on reaches it)."""
+        listener = Listener(guild_id, self._queue_limit)
+        async with self._lock:
+            first = not self._listeners[guild_id]
+            self._listeners[guild_id].add(listener)
+            if first:
+                channel = self.channel(guild_id)
+                confirmed = self._confirmed.setdefault(channel, asyncio.Event())
+                pubsub = self._ensure_pubsub()
+                try:
+                    await self._cache.breaker.call(lambda: pubsub.subscribe(channel))
+                except Exception:
+                    self._listeners[guild_id].discard(listener)
+                    if not self._listeners[guild_id]:
+                        del self._listeners[guild_id]
+                    raise
+            confirmed = self._confirmed[self.channel(guild_id)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(confirmed.wait(), confirm_within)
+        return listener
+
+    def leave(self, listener: Listener) -> None:
+        listeners = self._listeners.get(listener.guild_id)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[listener.guild_id]
+            channel = self.channel(listener.guild_id)
+            self._confirmed.pop(channel, None)
+            if self._pubsub is not None:
+                task = asyncio.ensure_future(self._unsubscribe(channel))
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            guild_id = int(channel.rsplit(":", 1)[1])
+            if guild_id in self._listeners or self._pubsub is None:
+                return  # someone listens again
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    def _ensure_pubsub(self) -> PubSub:
+        if self._pubsub is None:
+            self._pubsub = self._cache.redis.pubsub()
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="event-hub")
+        return self._pubsub
+
+    async def _read(self) -> None:
+        broken = False
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None or not pubsub.subscribed:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                message = await pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as error:
+                if not broken:
+                    log.warning("Lost the Redis event subscription (%s); retrying.", error)
+                broken = True
+                await asyncio.sleep(self._retry_interval)
+                continue
+            if broken:
+                broken = False
+                log.warning("The Redis event subscription is back; subscribers resync.")
+                for listeners in self._listeners.values():
+                    for listener in listeners:
+                        listener.offer(RESYNC)
+            if message is None:
+                continue
+            channel = (
+                message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+            )
+            if message["type"] == "subscribe":
+                confirmed = self._confirmed.get(channel)
+                if confirmed is not None:
+                    confirmed.set()
+                continue
+            if message["type"] != "message":
+                continue
+            try:
+                announced = GuildEvent.from_announcement(message["data"])
+            except (ValueError, KeyError):
+                log.warning("Ignoring a malformed event on %s.", channel)
+                continue
+            for listener in tuple(self._listeners.get(announced.guild_id, ())):
+                listener.offer(announced)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,142 @@
+// The live role dropdown: pingableRoles fills it, guildRolesChanged keeps it right.
+// graphql-ws (loaded as a browser build by index.html) speaks graphql-transport-ws.
+
+const $ = (id) => document.getElementById(id);
+const endpoint = new URL("/graphql", location.href);
+const socketUrl = endpoint.href.replace(/^http/, "ws");
+
+const state = { guilds: [], guildId: "", channelId: "", lastEventId: null, unsubscribe: null };
+
+function setConnection(name, text) {
+  const badge = $("connection");
+  badge.dataset.state = name;
+  badge.textContent = text ?? name;
+}
+
+function say(text) {
+  $("message").textContent = text ?? "";
+}
+
+async function query(document, variables) {
+  const response = await fetch(endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/graphql-response+json" },
+    body: JSON.stringify({ query: document, variables }),
+  });
+  const body = await response.json();
+  if (body.errors?.length) throw new Error(body.errors.map((e) => e.message).join(" "));
+  return body.data;
+}
+
+function fill(select, items, keep) {
+  const previous = keep ? select.value : "";
+  select.replaceChildren(...items.map(([value, label]) => new Option(label, value)));
+  if (previous && items.some(([value]) => value === previous)) select.value = previous;
+}
+
+function showRoles(roles) {
+  fill($("role"), roles.map((role) => [role.id, role.name]), true);
+  $("role").dataset.count = String(roles.length);
+}
+
+function logChange(change) {
+  const item = document.createElement("li");
+  const what = change.roleId ? ` role ${change.roleId}` : "";
+  item.textContent = `${change.kind}${what} (version ${change.version})`;
+  $("events").prepend(item);
+  while ($("events").children.length > 20) $("events").lastChild.remove();
+}
+
+const ROLES = "id name";
+const PINGABLE = `query Pingable($g: ID!, $c: ID) { pingableRoles(guildId: $g, channelId: $c) { ${ROLES} } }`;
+const CHANGES = `subscription Changes($g: ID!, $c: ID, $since: String) {
+  guildRolesChanged(guildId: $g, channelId: $c, since: $since) {
+    kind roleId version eventId pingableRoles { ${ROLES} }
+  }
+}`;
+
+if (!window.graphqlWs) {
+  setConnection("error", "no client");
+  say("The graphql-ws client is missing: run `npm install --prefix frontend-stub` (./scripts/run does).");
+  throw new Error("graphql-ws is not loaded");
+}
+
+const client = window.graphqlWs.createClient({
+  url: socketUrl,
+  lazy: false,
+  keepAlive: 10_000,
+  retryAttempts: Infinity,
+  shouldRetry: () => true,
+  retryWait: async (retries) => new Promise((done) => setTimeout(done, Math.min(500 * 2 ** retries, 5_000))),
+  on: {
+    connecting: () => setConnection(state.lastEventId ? "reconnecting" : "connecting"),
+    connected: (_socket, _payload, wasRetry) => {
+      setConnection("live");
+      // After a drop, ask for what was missed since the last event seen.
+      if (wasRetry && state.guildId) subscribe(state.lastEventId);
+    },
+    closed: () => {
+      setConnection("reconnecting");
+      // Dropped with the socket: it is made again, with `since`, once reconnected.
+      state.unsubscribe?.();
+      state.unsubscribe = null;
+    },
+  },
+});
+
+function subscribe(since) {
+  state.unsubscribe?.();
+  const variables = { g: state.guildId, c: state.channelId || null, since: since ?? null };
+  state.unsubscribe = client.subscribe(
+    { query: CHANGES, variables },
+    {
+      next: ({ data, errors }) => {
+        if (errors?.length) return say(errors.map((e) => e.message).join(" "));
+        const change = data.guildRolesChanged;
+        if (change.eventId) state.lastEventId = change.eventId;
+        showRoles(change.pingableRoles);
+        logChange(change);
+        say("");
+      },
+      error: (error) => say(Array.isArray(error) ? error.map((e) => e.message).join(" ") : "Live updates stopped."),
+      complete: () => {},
+    },
+  );
+}
+
+async function choose() {
+  state.guildId = $("guild").value;
+  state.channelId = $("channel").value;
+  state.lastEventId = null;
+  const guild = state.guilds.find((g) => g.id === state.guildId);
+  fill(
+    $("channel"),
+    [["", "(any channel)"], ...(guild?.channels ?? []).filter((c) => c.type === 0 || c.type === 5).map((c) => [c.id, `#${c.name}`])],
+    true,
+  );
+  state.channelId = $("channel").value;
+  try {
+    subscribe(null); // first, so no change falls between the query and the subscription
+    const data = await query(PINGABLE, { g: state.guildId, c: state.channelId || null });
+    showRoles(data.pingableRoles);
+    say("");
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+async function start() {
+  try {
+    const data = await query("{ botGuilds { id name channels { id name type } } }");
+    state.guilds = data.botGuilds;
+    if (!state.guilds.length) return say("The bot is in no guild yet (is polly bot running?).");
+    fill($("guild"), state.guilds.map((g) => [g.id, g.name]), false);
+    await choose();
+  } catch (error) {
+    say(`Cannot load guilds: ${error.message}`);
+  }
+}
+
+$("guild").addEventListener("change", choose);
+$("channel").addEventListener("change", choose);
+start();

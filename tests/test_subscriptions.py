@@ -1,0 +1,415 @@
+"""guildRolesChanged over real WebSockets and SSE, with the bot writing through a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import websockets
+from gql import Client, GraphQLRequest
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from app.sandbox.fixture import Fixture
+from app.sandbox.server import Sandbox
+from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, guild_id, role_id, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+CHANGES = """subscription Changes($g: ID!, $c: ID, $since: String) {
+  guildRolesChanged(guildId: $g, channelId: $c, since: $since) {
+    guildId kind roleId version eventId at pingableRoles { id name }
+  }
+}"""
+
+
+@pytest_asyncio.fixture
+async def gateway_bot(bot_factory: Callable[[str], Awaitable[RunningBot]], redis_url: str) -> RunningBot:
+    return await bot_factory(redis_url)
+
+
+def ws_url(api: RunningApi | str) -> str:
+    base = api if isinstance(api, str) else api.url
+    return base.replace("http", "ws", 1) + "/graphql"
+
+
+class Subscriber:
+    """A gql client on one subscription, collecting what it receives."""
+
+    def __init__(self, url: str, variables: dict[str, Any], protocol: str, query: str = CHANGES) -> None:
+        self.transport = WebsocketsTransport(url=url, subprotocols=[protocol])
+        self.variables = variables
+        self.query = query
+        self.received: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        self.error: Exception | None = None
+        self._new = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> Subscriber:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        # Wait until the server holds the subscription: a listener is registered once its
+        # first message could arrive; give the group its Redis subscription.
+        return self
+
+    async def _run(self) -> None:
+        try:
+            async with Client(transport=self.transport) as session:
+                request = GraphQLRequest(self.query, variable_values=self.variables)
+                stream = session.subscribe(request)
+                self._ready.set()
+                async for result in stream:
+                    self.received.append(result["guildRolesChanged"])
+                    self.arrivals.append(time.monotonic())
+                    self._new.set()
+        except Exception as error:  # kept for the test to look at
+            self.error = error
+            self._ready.set()
+            self._new.set()
+
+    async def next(self, within: float = 2.0) -> dict[str, Any]:
+        seen = len(self.received)
+        async with asyncio.timeout(within):
+            while len(self.received) <= seen:
+                if self.error is not None:
+                    raise self.error
+                self._new.clear()
+                await self._new.wait()
+        return self.received[seen]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+@pytest_asyncio.fixture
+async def subscribers() -> AsyncIterator[list[Subscriber]]:
+    started: list[Subscriber] = []
+    yield started
+    for subscriber in started:
+        await subscriber.stop()
+
+
+async def subscribe(
+    started: list[Subscriber],
+    url: str,
+    variables: dict[str, Any],
+    protocol: str = "graphql-transport-ws",
+    query: str = CHANGES,
+) -> Subscriber:
+    subscriber = await Subscriber(url, variables, protocol, query).start()
+    started.append(subscriber)
+    return subscriber
+
+
+async def held(api: RunningApi, guild: int, count: int = 1) -> None:
+    """Wait until the API's hub holds the guild's Redis subscription (so events reach it)."""
+    redis = api.services.redis
+
+    async def subscribed() -> bool:
+        numbers = await redis.pubsub_numsub(f"guild_events:{guild}")
+        return bool(numbers and numbers[0][1] >= count)
+
+    await wait_until(subscribed, within=5)
+
+
+async def test_a_change_arrives_within_a_second_with_the_new_list(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
+    await held(api, playground)
+
+    started = time.monotonic()
+    response, role = await http.call(
+        "POST", f"/guilds/{playground}/roles", json={"name": "Live Ping", "mentionable": True}
+    )
+    assert response.status == 200
+    change = await subscriber.next(within=1.0)
+    assert time.monotonic() - started < 1.0
+    assert change["kind"] == "ROLE_CREATED" and change["roleId"] == role["id"]
+    assert change["guildId"] == str(playground) and change["eventId"]
+    assert {"id": role["id"], "name": "Live Ping"} in change["pingableRoles"]
+
+    await http.call("PATCH", f"/guilds/{playground}/roles/{role['id']}", json={"name": "Live Pong"})
+    renamed = await subscriber.next(within=1.0)
+    assert renamed["kind"] == "ROLE_UPDATED" and renamed["version"] > change["version"]
+    assert "Live Pong" in [r["name"] for r in renamed["pingableRoles"]]
+
+
+async def test_the_legacy_graphql_ws_protocol_works_too(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    artists = role_id(fixture, "Quiet Corner", "Artists")
+    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet)}, protocol="graphql-ws")
+    await held(api, quiet)
+    await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Painters"})
+    change = await subscriber.next()
+    assert change["kind"] == "ROLE_UPDATED" and "Painters" in [r["name"] for r in change["pingableRoles"]]
+
+
+async def test_since_replays_exactly_the_missed_changes_in_order(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    first = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
+    await held(api, playground)
+    _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Seen"})
+    seen = await first.next()
+    await first.stop()
+
+    # Missed while away: three changes.
+    await http.call("PATCH", f"/guilds/{playground}/roles/{role['id']}", json={"name": "Missed 1"})
+    await http.call("PATCH", f"/guilds/{playground}/roles/{role['id']}", json={"name": "Missed 2"})
+    await http.call("DELETE", f"/guilds/{playground}/roles/{role['id']}")
+
+    async def all_written() -> bool:
+        return len(await gateway_bot.events(playground)) >= 4
+
+    await wait_until(all_written, within=2)
+    back = await subscribe(subscribers, ws_url(api), {"g": str(playground), "since": seen["eventId"]})
+    replayed = [await back.next() for _ in range(3)]
+    assert [c["kind"] for c in replayed] == ["ROLE_UPDATED", "ROLE_UPDATED", "ROLE_DELETED"]
+    versions = [c["version"] for c in replayed]
+    assert versions == sorted(versions) and versions[0] > seen["version"]
+    # Then live.
+    await held(api, playground)
+    _, later = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Live Again"})
+    live = await back.next()
+    assert (live["kind"], live["roleId"]) == ("ROLE_CREATED", later["id"])
+    assert len(back.received) == 4  # nothing twice
+
+
+async def test_a_since_no_longer_kept_starts_with_a_resync(
+    gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet), "since": "1-0"})
+    first = await subscriber.next()
+    assert first["kind"] == "GUILD_RESYNCED" and first["roleId"] is None
+    assert [r["name"] for r in first["pingableRoles"]] == ["Helpers", "Artists"]
+
+
+async def test_bad_subscriptions_get_errors_with_codes(
+    gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    for variables, code in (
+        ({"g": "424242"}, "NOT_FOUND"),
+        ({"g": "nope"}, "BAD_USER_INPUT"),
+        ({"g": str(quiet), "since": "yesterday"}, "BAD_USER_INPUT"),
+        ({"g": str(quiet), "c": str(channel_in_other_guild(fixture))}, "BAD_USER_INPUT"),
+    ):
+        subscriber = await subscribe(subscribers, ws_url(api), variables)
+        with pytest.raises(TransportQueryError) as raised:
+            await subscriber.next()
+        assert raised.value.errors is not None
+        assert raised.value.errors[0]["extensions"]["code"] == code
+
+
+def channel_in_other_guild(fixture: Fixture) -> int:
+    return next(
+        c.id for g in fixture.guilds if g.name == "Polly Playground" for c in g.channels if c.name == "polls"
+    )
+
+
+async def test_protocol_errors_close_with_the_protocols_codes(api_factory: Any) -> None:
+    api: RunningApi = await api_factory(connection_init_timeout=0.5)
+    url = ws_url(api)
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ apiVersion }"}}))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4401  # subscribe before connection_init
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4408  # no connection_init in time
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send("not json")
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4400
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"
+        await ws.send(json.dumps({"id": "q", "type": "subscribe", "payload": {"query": "{ apiVersion }"}}))
+        assert json.loads(await ws.recv())["payload"] == {"data": {"apiVersion": "0.1.0"}}
+
+
+async def test_sse_delivers_changes(
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    helpers = role_id(fixture, "Quiet Corner", "Helpers")
+    body = {"query": CHANGES, "variables": {"g": str(quiet)}}
+    headers = {"Accept": "text/event-stream"}
+    async with api.client.stream("POST", "/graphql", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        await held(api, quiet)
+        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Helpers!"})
+        async with asyncio.timeout(3):
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and "ROLE_UPDATED" in line:
+                    change = json.loads(line[5:])["data"]["guildRolesChanged"]
+                    assert "Helpers!" in [r["name"] for r in change["pingableRoles"]]
+                    break
+
+
+async def test_one_redis_subscription_per_guild_per_process(
+    gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
+) -> None:
+    playground = guild_id(fixture, "Polly Playground")
+    channels = [c.id for g in fixture.guilds if g.id == playground for c in g.channels if c.type == 0]
+    for n in range(12):
+        variables = (
+            {"g": str(playground)} if n % 2 else {"g": str(playground), "c": str(channels[n % len(channels)])}
+        )
+        await subscribe(subscribers, ws_url(api), variables)
+    await held(api, playground)
+    numbers = await api.services.redis.pubsub_numsub(f"guild_events:{playground}")
+    assert numbers[0][1] == 1
+    assert api.services.hub.guilds == 1
+    assert api.services.streaming.fanout.subscribers == 12
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_a_subscriber_on_another_process_gets_the_same_events(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    sandbox: Sandbox,
+    redis_url: str,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "POLLY_DISCORD_API_URL": sandbox.api_url,
+        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
+        "POLLY_REDIS_URL": redis_url,
+        "POLLY_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
+    )
+    other = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get(f"{other}/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(up, within=20)
+        playground = guild_id(fixture, "Polly Playground")
+        here = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
+        there = await subscribe(subscribers, ws_url(other), {"g": str(playground)})
+        await held(api, playground, count=2)
+        _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Everywhere"})
+        a, b = await here.next(), await there.next()
+        assert a == b and a["roleId"] == role["id"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 15)
+
+
+async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(
+    gateway_bot: RunningBot,
+    api_factory: Any,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    api: RunningApi = await api_factory(subscriber_buffer_limit=16 * 1024)
+    big = guild_id(fixture, "Big Guild")
+    variables = {"g": str(big)}
+    # Large messages (all 124 pingable roles with every field), so that the kernel's socket
+    # buffers fill and the server's own buffer for the slow socket grows past its bound.
+    query = CHANGES.replace(
+        "pingableRoles { id name }",
+        "pingableRoles { id name color position permissions mentionable managed hoist unicodeEmoji "
+        "colors { primaryColor secondaryColor tertiaryColor } "
+        "tags { botId integrationId premiumSubscriber } }",
+    )
+    fast = await subscribe(subscribers, ws_url(api), variables, query=query)
+
+    # The slow one: a small receive buffer, and it stops reading after subscribing.
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", int(api.url.rsplit(":", 1)[1])))
+    raw.setblocking(False)
+    slow = await websockets.connect(ws_url(api), sock=raw, subprotocols=["graphql-transport-ws"], max_queue=1)
+    await slow.send(json.dumps({"type": "connection_init"}))
+    assert json.loads(await slow.recv())["type"] == "connection_ack"
+    await slow.send(
+        json.dumps({"id": "s", "type": "subscribe", "payload": {"query": query, "variables": variables}})
+    )
+    await held(api, big)
+    assert api.services.streaming.fanout.subscribers == 2
+
+    roles = [r.id for g in fixture.guilds if g.id == big for r in g.roles if not r.managed and r.id != big]
+    changes = 250
+    for n in range(changes):
+        await http.control(
+            "PATCH", f"/_sandbox/guilds/{big}/roles/{roles[n % len(roles)]}", {"name": f"Churn {n}"}
+        )
+    started = time.monotonic()
+    async with asyncio.timeout(20):
+        while len(fast.received) < changes:
+            await fast.next(within=5)
+    assert time.monotonic() - started < 5  # the fast one was never held up
+    assert [c["kind"] for c in fast.received] == ["ROLE_UPDATED"] * changes
+
+    # The slow one now reads: what was already on its way, then one resync, not the backlog.
+    kinds = []
+    try:
+        async with asyncio.timeout(5):
+            while "GUILD_RESYNCED" not in kinds:
+                message = json.loads(await slow.recv())
+                if message["type"] == "next":
+                    kinds.append(message["payload"]["data"]["guildRolesChanged"]["kind"])
+    except TimeoutError:
+        raise AssertionError(f"no resync; the slow subscriber received {kinds}") from None
+    finally:
+        await slow.close()
+    assert kinds.count("GUILD_RESYNCED") == 1
+    assert len(kinds) < changes

@@ -41,7 +41,8 @@ function showRoles(roles) {
 
 function logChange(change) {
   const item = document.createElement("li");
-  const what = change.roleId ? ` role ${change.roleId}` : "";
+  const role = change.pingableRoles.find((r) => r.id === change.roleId);
+  const what = change.roleId ? ` ${role ? `"${role.name}"` : `role ${change.roleId}`}` : "";
   item.textContent = `${change.kind}${what} (version ${change.version})`;
   $("events").prepend(item);
   while ($("events").children.length > 20) $("events").lastChild.remove();

@@ -188,7 +188,7 @@ class RunningApi:
         return by_route.get(route, 0)
 
 
-async def start_api(sandbox: Sandbox, redis_url: str, **overrides: Any) -> RunningApi:
+async def start_api(sandbox: Sandbox, redis_url: str, *, port: int = 0, **overrides: Any) -> RunningApi:
     settings = Settings(
         discord_api_url=sandbox.api_url,
         discord_gateway_url=sandbox.gateway_url,
@@ -198,7 +198,7 @@ async def start_api(sandbox: Sandbox, redis_url: str, **overrides: Any) -> Runni
     )
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws_per_message_deflate=False
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_per_message_deflate=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

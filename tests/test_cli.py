@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until
 
 POLLY = [sys.executable, "-m", "app"]
 
@@ -157,3 +158,58 @@ async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 2
     assert b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr
+
+
+async def test_polly_demo_serves_the_whole_stack_until_sigterm() -> None:
+    api_port, sandbox_port = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("POLLY_")}
+    ports = ("--port", str(api_port), "--sandbox-port", str(sandbox_port))
+    process = await asyncio.create_subprocess_exec(
+        *POLLY,
+        "demo",
+        *ports,
+        "--churn",
+        "--churn-every",
+        "0.2",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        assert process.stdout is not None
+        banner = b""
+        async with asyncio.timeout(30):
+            while b"Press Ctrl+C" not in banner:
+                banner += await process.stdout.readline()
+        assert f"{api}/".encode() in banner
+        async with aiohttp.ClientSession() as session:
+
+            async def ask(query: str) -> dict[str, Any]:
+                async with session.post(f"{api}/graphql", json={"query": query}) as response:
+                    body: dict[str, Any] = await response.json()
+                    return body
+
+            async with session.get(f"{api}/") as page:
+                assert page.status == 200 and "graphql-ws" in await page.text()
+
+            async def all_guilds() -> bool:
+                return len((await ask("{ botGuilds { name } }"))["data"]["botGuilds"]) == 4
+
+            await wait_until(all_guilds, within=15)
+            # --churn: the playground's roles change on their own.
+            async with session.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/fixture") as response:
+                playground = (await response.json())["guilds"][0]["id"]
+            names = f'{{ guildRoles(guildId: "{playground}") {{ name }} }}'
+            before = await ask(names)
+
+            async def changed() -> bool:
+                return await ask(names) != before
+
+            await wait_until(changed, within=10)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

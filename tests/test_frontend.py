@@ -1,0 +1,138 @@
+"""The front-end stub in a real browser: Debian's Chromium, driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from app.sandbox.fixture import Fixture
+from app.sandbox.server import Sandbox
+from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, guild_id, role_id, start_api, stop_api
+
+pytestmark = pytest.mark.timeout(120)
+
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    path = os.environ.get("POLLY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.fail("Debian's chromium is needed (apt-get install chromium; ./scripts/test installs it).")
+    if not (REPO / "frontend-stub/node_modules/graphql-ws/umd/graphql-ws.min.js").is_file():
+        pytest.fail(
+            "The stub's graphql-ws client is missing: npm install --prefix frontend-stub (scripts do it)."
+        )
+    return path
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def open_stub(browser: Browser, api: RunningApi) -> Page:
+    page = await browser.new_page()
+    await page.goto(f"{api.url}/")
+    await expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#role option").first).to_be_attached(timeout=10_000)
+    # Marks this page load: a reload would lose it.
+    await page.evaluate("window.loadedOnce = true")
+    return page
+
+
+async def role_names(page: Page) -> list[str]:
+    return await page.locator("#role option").all_text_contents()
+
+
+async def test_the_dropdown_follows_a_rename_without_a_reload(
+    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    api: RunningApi,
+    redis_url: str,
+    http: SandboxHttp,
+    browser: Browser,
+    fixture: Fixture,
+) -> None:
+    await bot_factory(redis_url)
+    page = await open_stub(browser, api)
+    assert await page.locator("#guild option").all_text_contents() == [
+        "Polly Playground",
+        "Quiet Corner",
+        "Polly HQ",
+        "Big Guild",
+    ]
+    assert "Poll Voters" in await role_names(page)
+
+    playground = guild_id(fixture, "Polly Playground")
+    voters = role_id(fixture, "Polly Playground", "Poll Voters")
+    response, _ = await http.call(
+        "PATCH", f"/guilds/{playground}/roles/{voters}", json={"name": "Ballot Casters"}
+    )
+    assert response.status == 200
+    await expect(page.locator("#role")).to_contain_text("Ballot Casters", timeout=5_000)
+    assert "Poll Voters" not in await role_names(page)
+    assert await page.evaluate("window.loadedOnce") is True
+
+    # Another guild, another list.
+    await page.select_option("#guild", label="Quiet Corner")
+    await expect(page.locator("#role option")).to_have_text(["Helpers", "Artists"], timeout=5_000)
+
+
+async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
+    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    sandbox: Sandbox,
+    redis_url: str,
+    http: SandboxHttp,
+    browser: Browser,
+    fixture: Fixture,
+) -> None:
+    await bot_factory(redis_url)
+    port = _free_port()
+    api = await start_api(sandbox, redis_url, port=port)
+    try:
+        page = await open_stub(browser, api)
+        playground = guild_id(fixture, "Polly Playground")
+        events = role_id(fixture, "Polly Playground", "Event Pings")
+        # A change while connected gives the page an event id to resume from.
+        await http.call("PATCH", f"/guilds/{playground}/roles/{events}", json={"name": "Event Pings!"})
+        await expect(page.locator("#role")).to_contain_text("Event Pings!", timeout=5_000)
+
+        await stop_api(api)
+        await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=10_000)
+        # Missed while the API is down (the bot still writes the event to the stream).
+        await http.call("PATCH", f"/guilds/{playground}/roles/{events}", json={"name": "Party Pings"})
+
+        api = await start_api(sandbox, redis_url, port=port)
+        await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
+        await expect(page.locator("#role")).to_contain_text("Party Pings", timeout=5_000)
+        assert await page.evaluate("window.loadedOnce") is True
+        changes = await page.locator("#events li").all_text_contents()
+        assert len(changes) == 2 and all(change.startswith("ROLE_UPDATED") for change in changes)
+    finally:
+        await stop_api(api)

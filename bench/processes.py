@@ -41,14 +41,19 @@ def wait_for(url: str, within: float = 30.0) -> None:
 class Stack(contextlib.ExitStack):
     """Processes started for one benchmark run, stopped (SIGTERM, then SIGKILL) on exit."""
 
-    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        stdout: int = subprocess.DEVNULL,
+        stdin: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        # stderr goes to ours: a process that fails says why where the bench's user sees it.
         process = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=stdout, stdin=stdin
         )
+        self.last = process
 
         def stop() -> None:
             if process.poll() is None:

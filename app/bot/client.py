@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import discord
 
 from app.bot.sync import GatewaySync
+
+
+class _NoVoiceNotice(logging.Filter):
+    """The bot never joins voice; discord.py's notice that voice support is missing is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+logging.getLogger("discord.client").addFilter(_NoVoiceNotice())
 
 
 class PollyBot(discord.AutoShardedClient):

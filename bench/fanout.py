@@ -1,0 +1,200 @@
+"""Delivery latency of one role change to 1,000 and then 5,000 subscribers of one API process,
+and the process's memory, next to a bare Starlette WebSocket broadcast under the same clients.
+
+Latency is end to end: from the role change in the sandbox (through the gateway bot, Redis
+pub/sub and the API's fan-out) to the bytes arriving at each subscriber. The baseline's is
+from its broadcast request to arrival. Subscribers are cheap raw clients (bench/ws_clients.py)
+in two processes.
+
+Run: bench/fanout [--counts 1000,5000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.processes import Stack, free_port, wait_for
+
+SUBSCRIPTION = """subscription($g: ID!) { guildRolesChanged(guildId: $g) {
+  kind roleId version eventId pingableRoles { id name } } }"""
+CLIENT_PROCESSES = 2
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_clients(
+    stack: Stack, url: str, count: int, events: int, guild: str
+) -> list[subprocess.Popen[bytes]]:
+    subscribe = json.dumps({"query": SUBSCRIPTION, "variables": {"g": guild}})
+    processes = []
+    for share in _split(count, CLIENT_PROCESSES):
+        stack.spawn(
+            [sys.executable, "-m", "bench.ws_clients", url, str(share), str(events), subscribe],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+        )
+        processes.append(stack.last)
+    for process in processes:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("a client process could not subscribe")
+    return processes
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
+
+
+def collect(processes: list[subprocess.Popen[bytes]]) -> list[list[float]]:
+    arrivals: list[list[float]] = []
+    for process in processes:
+        assert process.stdout is not None and process.stdin is not None
+        arrivals += json.loads(process.stdout.readline())
+        process.stdin.close()  # the clients disconnect and exit
+        process.wait(timeout=30)
+    return arrivals
+
+
+def latencies(arrivals: list[list[float]], starts: list[float]) -> tuple[list[float], int]:
+    """Per subscriber and round (the first message is the warm-up), and how many were missing."""
+    values, missing = [], 0
+    for per_subscriber in arrivals:
+        for round_number, started in enumerate(starts, start=1):
+            if round_number < len(per_subscriber):
+                values.append((per_subscriber[round_number] - started) * 1000)
+            else:
+                missing += 1
+    return sorted(values), missing
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": statistics.median(values),
+        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
+        "max": values[-1],
+    }
+
+
+def measure_api(
+    stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
+) -> dict[str, Any]:
+    clients = start_clients(stack, context["ws"], count, args.rounds + 1, context["guild"])
+    time.sleep(2)  # the last subscriptions reach their group
+    change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
+    http: httpx.Client = context["http"]
+    http.patch(change, json={"name": "Warm-up"})
+    time.sleep(args.gap)
+    starts = []
+    for n in range(args.rounds):
+        starts.append(time.time())
+        http.patch(change, json={"name": f"Voters {count}-{n}"})
+        time.sleep(args.gap)
+    memory = rss_mib(context["api_pid"])
+    values, missing = latencies(collect(clients), starts)
+    return {**summary(values), "missing": missing, "rss": memory}
+
+
+def measure_bare(
+    stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
+) -> dict[str, Any]:
+    clients = start_clients(stack, context["bare_ws"], count, args.rounds + 1, context["guild"])
+    time.sleep(2)
+    message = context["message"]
+    http: httpx.Client = context["http"]
+    http.post(context["bare_fire"], content=message, timeout=60)
+    time.sleep(args.gap)
+    starts = []
+    for _ in range(args.rounds):
+        starts.append(time.time())
+        # The broadcast runs inside the request; the clients time its arrival, not its answer.
+        http.post(context["bare_fire"], content=message, timeout=60)
+        time.sleep(args.gap)
+    memory = rss_mib(context["bare_pid"])
+    values, missing = latencies(collect(clients), starts)
+    return {**summary(values), "missing": missing, "rss": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--counts", default="1000,5000", help="subscriber counts, in order (default 1000,5000)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="role changes measured per count (default 5)")
+    parser.add_argument("--gap", type=float, default=1.5, help="seconds between changes (default 1.5)")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.counts.split(",")]
+
+    results: dict[int, dict[str, Any]] = {}
+    with Stack() as stack, httpx.Client(timeout=60) as http:
+        redis_url = stack.redis()
+        sandbox = stack.sandbox(None)
+        stack.bot(sandbox, redis_url)
+        api = stack.api(sandbox, redis_url)
+        api_pid = stack.last.pid
+        fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
+        guild = fixture["guilds"][0]
+        role = next(r["id"] for r in guild["roles"] if r["name"] == "Poll Voters")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the bot has written the guilds through
+            body = httpx.post(f"{api}/graphql", json={"query": "{ botGuilds { id } }"}).json()
+            if len(body["data"]["botGuilds"]) == len(fixture["guilds"]) - 1:
+                break
+            time.sleep(0.2)
+        roles = httpx.post(
+            f"{api}/graphql", json={"query": f'{{ pingableRoles(guildId: "{guild["id"]}") {{ id name }} }}'}
+        ).json()["data"]["pingableRoles"]
+        bare_port = free_port()
+        stack.spawn(
+            [sys.executable, "-m", "uvicorn", "bench.bare_broadcast:app", "--port", str(bare_port),
+             "--log-level", "warning", "--no-access-log", "--ws-per-message-deflate", "false"]
+        )  # fmt: skip
+        bare_pid = stack.last.pid
+        wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        payload = {"data": {"guildRolesChanged": {"kind": "ROLE_UPDATED", "roleId": role, "version": 1,
+                                                  "eventId": "1-0", "pingableRoles": roles}}}  # fmt: skip
+        context = {
+            "ws": api.replace("http", "ws", 1) + "/graphql",
+            "sandbox": sandbox,
+            "guild": guild["id"],
+            "role": role,
+            "api_pid": api_pid,
+            "bare_ws": f"ws://127.0.0.1:{bare_port}/graphql",
+            "bare_fire": f"http://127.0.0.1:{bare_port}/fire",
+            "bare_pid": bare_pid,
+            "message": json.dumps({"id": "1", "type": "next", "payload": payload}),
+            "http": http,
+        }
+        for count in counts:
+            results[count] = {
+                "api": measure_api(stack, args, count, context),
+                "bare": measure_bare(stack, args, count, context),
+            }
+
+    print(f"One role change to N subscribers of one process ({args.rounds} changes each; latency in ms)")
+    for count, result in results.items():
+        api_result, bare = result["api"], result["bare"]
+        print(f"  {count:5d} subscribers")
+        for name, figures in (("polly api (end to end)", api_result), ("bare Starlette broadcast", bare)):
+            latency = f"p50 {figures['p50']:7.1f}  p99 {figures['p99']:7.1f}  max {figures['max']:7.1f}"
+            print(f"    {name:26} {latency}   RSS {figures['rss']:6.1f} MiB   missing {figures['missing']}")
+        print(f"    p99 ratio (api / bare): {api_result['p99'] / bare['p99']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--churn-every", type=_positive_float, default=3.0, help="seconds between changes (default 3)"
     )
+    demo.add_argument(
+        "--redis",
+        default="auto",
+        choices=["auto", "server", "fakeredis"],
+        help="auto: POLLY_REDIS_URL, else a private redis-server if installed, else fakeredis (default)",
+    )
     demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     demo.set_defaults(run=run_demo, needs_settings=False)
     return parser
@@ -114,6 +120,7 @@ def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:
         sandbox_port=args.sandbox_port,
         churn=args.churn,
         churn_every=args.churn_every,
+        redis=args.redis,
     )
     try:
         asyncio.run(serve(options))

@@ -44,6 +44,7 @@ class DemoOptions:
     sandbox_port: int = 8787
     churn: bool = False
     churn_every: float = 3.0
+    redis: str = "auto"  # auto, server or fakeredis
 
 
 def _free_port() -> int:
@@ -54,12 +55,16 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def embedded_redis() -> AsyncIterator[tuple[str, redis.Redis | None, str]]:
+async def embedded_redis(choice: str = "auto") -> AsyncIterator[tuple[str, redis.Redis | None, str]]:
     """(url, in-process client or None, what it is) for the demo's Redis."""
-    if os.environ.get("POLLY_REDIS_URL"):
+    if os.environ.get("POLLY_REDIS_URL") and choice == "auto":
         yield os.environ["POLLY_REDIS_URL"], None, "POLLY_REDIS_URL"
         return
-    executable = shutil.which("redis-server")
+    executable = shutil.which("redis-server") if choice != "fakeredis" else None
+    if choice == "server" and executable is None:
+        raise SystemExit(
+            "polly demo: --redis server needs redis-server on PATH (apt-get install redis-server)."
+        )
     if executable is None:
         import fakeredis
 
@@ -129,7 +134,7 @@ async def run_demo(options: DemoOptions) -> None:
         loop.add_signal_handler(signum, stop.set)
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with embedded_redis() as (redis_url, client, redis_kind):
+        async with embedded_redis(options.redis) as (redis_url, client, redis_kind):
             settings = Settings(
                 discord_api_url=sandbox.api_url,
                 discord_gateway_url=sandbox.gateway_url,

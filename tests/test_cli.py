@@ -160,14 +160,15 @@ async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
     assert b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr
 
 
-async def test_polly_demo_serves_the_whole_stack_until_sigterm() -> None:
+@pytest.mark.parametrize("redis", ["server", "fakeredis"])
+async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> None:
     api_port, sandbox_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("POLLY_")}
-    ports = ("--port", str(api_port), "--sandbox-port", str(sandbox_port))
+    options = ("--port", str(api_port), "--sandbox-port", str(sandbox_port), "--redis", redis)
     process = await asyncio.create_subprocess_exec(
         *POLLY,
         "demo",
-        *ports,
+        *options,
         "--churn",
         "--churn-every",
         "0.2",
@@ -183,6 +184,7 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm() -> None:
             while b"Press Ctrl+C" not in banner:
                 banner += await process.stdout.readline()
         assert f"{api}/".encode() in banner
+        assert (b"fakeredis" in banner) == (redis == "fakeredis")
         async with aiohttp.ClientSession() as session:
 
             async def ask(query: str) -> dict[str, Any]:

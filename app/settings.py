@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     keep_alive_interval: float = Field(
         default=15.0, gt=0, le=300, description="Seconds between WebSocket keep-alive messages."
     )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, le=10_000, description="Operations one WebSocket may run at once."
+    )
     connection_init_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds a WebSocket client has to send connection_init."
     )

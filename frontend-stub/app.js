@@ -5,7 +5,15 @@ const $ = (id) => document.getElementById(id);
 const endpoint = new URL("/graphql", location.href);
 const socketUrl = endpoint.href.replace(/^http/, "ws");
 
-const state = { guilds: [], guildId: "", channelId: "", lastEventId: null, unsubscribe: null };
+const state = {
+  guilds: [],
+  guildId: "",
+  channelId: "",
+  lastEventId: null,
+  unsubscribe: null,
+  everConnected: false,
+  retries: 0,
+};
 
 function setConnection(name, text) {
   const badge = $("connection");
@@ -49,12 +57,13 @@ function logChange(change) {
 }
 
 const ROLES = "id name";
-const PINGABLE = `query Pingable($g: ID!, $c: ID) { pingableRoles(guildId: $g, channelId: $c) { ${ROLES} } }`;
 const CHANGES = `subscription Changes($g: ID!, $c: ID, $since: String) {
   guildRolesChanged(guildId: $g, channelId: $c, since: $since) {
     kind roleId version eventId pingableRoles { ${ROLES} }
   }
 }`;
+// "0-0" is never kept in a guild's stream, so the first message is the full current list.
+const CURRENT = "0-0";
 
 if (!window.graphqlWs) {
   setConnection("error", "no client");
@@ -70,28 +79,40 @@ const client = window.graphqlWs.createClient({
   shouldRetry: () => true,
   retryWait: async (retries) => new Promise((done) => setTimeout(done, Math.min(500 * 2 ** retries, 5_000))),
   on: {
-    connecting: () => setConnection(state.lastEventId ? "reconnecting" : "connecting"),
+    connecting: () => setConnection(state.everConnected ? "reconnecting" : "connecting"),
     connected: (_socket, _payload, wasRetry) => {
+      state.everConnected = true;
       setConnection("live");
-      // After a drop, ask for what was missed since the last event seen.
-      if (wasRetry && state.guildId) subscribe(state.lastEventId);
+      // After a drop, ask for what was missed since the last event seen (or for the whole
+      // list, if none was seen).
+      if (wasRetry && state.guildId) subscribe();
     },
-    closed: () => {
-      setConnection("reconnecting");
-      // Dropped with the socket: it is made again, with `since`, once reconnected.
+    closed: (event) => {
+      // Made again, with `since`, once reconnected.
       state.unsubscribe?.();
       state.unsubscribe = null;
+      if ([4400, 4401, 4409, 4429, 1011].includes(event?.code)) {
+        setConnection("error", "disconnected");
+        say(`The server closed the connection (${event.code} ${event.reason}); reload the page.`);
+      } else {
+        setConnection("reconnecting");
+      }
     },
   },
 });
 
-function subscribe(since) {
+let subscriptions = 0;
+
+function subscribe() {
   state.unsubscribe?.();
-  const variables = { g: state.guildId, c: state.channelId || null, since: since ?? null };
+  const token = ++subscriptions;
+  const variables = { g: state.guildId, c: state.channelId || null, since: state.lastEventId ?? CURRENT };
+  const mine = () => token === subscriptions; // a newer choice or reconnection replaced this one
   state.unsubscribe = client.subscribe(
     { query: CHANGES, variables },
     {
       next: ({ data, errors }) => {
+        if (!mine()) return;
         if (errors?.length) return say(errors.map((e) => e.message).join(" "));
         const change = data.guildRolesChanged;
         if (change.eventId) state.lastEventId = change.eventId;
@@ -99,31 +120,37 @@ function subscribe(since) {
         logChange(change);
         say("");
       },
-      error: (error) => say(Array.isArray(error) ? error.map((e) => e.message).join(" ") : "Live updates stopped."),
-      complete: () => {},
+      error: (error) => {
+        if (!mine()) return;
+        const text = Array.isArray(error) ? error.map((e) => e.message).join(" ") : "Live updates stopped.";
+        say(`${text} Retrying…`);
+        retryLater(token);
+      },
+      complete: () => {
+        if (mine()) retryLater(token);
+      },
     },
   );
 }
 
-async function choose() {
+function retryLater(token) {
+  state.retries = (state.retries ?? 0) + 1;
+  const wait = Math.min(500 * 2 ** state.retries, 10_000);
+  setTimeout(() => {
+    if (token === subscriptions) subscribe();
+  }, wait);
+}
+
+function choose() {
   state.guildId = $("guild").value;
-  state.channelId = $("channel").value;
-  state.lastEventId = null;
   const guild = state.guilds.find((g) => g.id === state.guildId);
-  fill(
-    $("channel"),
-    [["", "(any channel)"], ...(guild?.channels ?? []).filter((c) => c.type === 0 || c.type === 5).map((c) => [c.id, `#${c.name}`])],
-    true,
-  );
+  const channels = (guild?.channels ?? []).filter((c) => c.type === 0 || c.type === 5);
+  fill($("channel"), [["", "(any channel)"], ...channels.map((c) => [c.id, `#${c.name}`])], true);
   state.channelId = $("channel").value;
-  try {
-    subscribe(null); // first, so no change falls between the query and the subscription
-    const data = await query(PINGABLE, { g: state.guildId, c: state.channelId || null });
-    showRoles(data.pingableRoles);
-    say("");
-  } catch (error) {
-    say(error.message);
-  }
+  state.lastEventId = null; // another guild or channel: start from its current list
+  state.retries = 0;
+  $("role").replaceChildren();
+  subscribe();
 }
 
 async function start() {
@@ -132,7 +159,7 @@ async function start() {
     state.guilds = data.botGuilds;
     if (!state.guilds.length) return say("The bot is in no guild yet (is polly bot running?).");
     fill($("guild"), state.guilds.map((g) => [g.id, g.name]), false);
-    await choose();
+    choose();
   } catch (error) {
     say(`Cannot load guilds: ${error.message}`);
   }

@@ -133,6 +133,33 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
         await expect(page.locator("#role")).to_contain_text("Party Pings", timeout=5_000)
         assert await page.evaluate("window.loadedOnce") is True
         changes = await page.locator("#events li").all_text_contents()
-        assert len(changes) == 2 and all(change.startswith("ROLE_UPDATED") for change in changes)
+        # Newest first: the missed change (replayed), the one seen live, then the first list.
+        assert [change.split()[0] for change in changes] == ["ROLE_UPDATED", "ROLE_UPDATED", "GUILD_RESYNCED"]
+    finally:
+        await stop_api(api)
+
+
+async def test_a_drop_before_any_change_still_ends_with_the_current_list(
+    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    sandbox: Sandbox,
+    redis_url: str,
+    http: SandboxHttp,
+    browser: Browser,
+    fixture: Fixture,
+) -> None:
+    await bot_factory(redis_url)
+    port = _free_port()
+    api = await start_api(sandbox, redis_url, port=port)
+    try:
+        page = await open_stub(browser, api)
+        await stop_api(api)
+        await expect(page.locator("#connection")).to_have_text("reconnecting", timeout=10_000)
+        playground = guild_id(fixture, "Polly Playground")
+        quiet = role_id(fixture, "Polly Playground", "Quiet Folk")
+        await http.call("PATCH", f"/guilds/{playground}/roles/{quiet}", json={"name": "Loud Folk"})
+        api = await start_api(sandbox, redis_url, port=port)
+        await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
+        await expect(page.locator("#role")).to_contain_text("Loud Folk", timeout=5_000)
+        assert await page.evaluate("window.loadedOnce") is True
     finally:
         await stop_api(api)

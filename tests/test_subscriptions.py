@@ -53,6 +53,7 @@ class Subscriber:
         self.received: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         self.error: Exception | None = None
+        self._taken = 0
         self._new = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -80,14 +81,15 @@ class Subscriber:
             self._new.set()
 
     async def next(self, within: float = 2.0) -> dict[str, Any]:
-        seen = len(self.received)
+        """The next message not yet taken, waiting for it if need be."""
         async with asyncio.timeout(within):
-            while len(self.received) <= seen:
+            while len(self.received) <= self._taken:
                 if self.error is not None:
                     raise self.error
                 self._new.clear()
                 await self._new.wait()
-        return self.received[seen]
+        self._taken += 1
+        return self.received[self._taken - 1]
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -413,3 +415,122 @@ async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(
         await slow.close()
     assert kinds.count("GUILD_RESYNCED") == 1
     assert len(kinds) < changes
+
+
+async def test_subscribers_with_the_same_since_each_get_their_replay(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    helpers = role_id(fixture, "Quiet Corner", "Helpers")
+    first = await subscribe(subscribers, ws_url(api), {"g": str(quiet)})
+    await held(api, quiet)
+    await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Helpers 0"})
+    cursor = (await first.next())["eventId"]
+    for n in (1, 2, 3):
+        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": f"Helpers {n}"})
+    for _ in range(3):
+        await first.next()
+    # As pages do after an API restart: the same since, one after the other.
+    for _ in range(2):
+        again = await subscribe(subscribers, ws_url(api), {"g": str(quiet), "since": cursor})
+        replayed = [await again.next() for _ in range(3)]
+        # The same three changes the first subscriber saw live (each with the list as it is now).
+        assert [(c["kind"], c["roleId"], c["version"], c["eventId"]) for c in replayed] == [
+            (c["kind"], c["roleId"], c["version"], c["eventId"]) for c in first.received[1:4]
+        ]
+    # All of them live now, each once.
+    await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Helpers 4"})
+    for subscriber in subscribers:
+        assert (await subscriber.next())["pingableRoles"][0]["name"] == "Helpers 4"
+    assert [len(s.received) for s in subscribers] == [5, 4, 4]
+
+
+async def test_an_impossible_since_is_bad_input_and_keeps_the_cache_up(
+    gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    subscriber = await subscribe(
+        subscribers, ws_url(api), {"g": str(quiet), "since": "99999999999999999999-0"}
+    )
+    with pytest.raises(TransportQueryError) as raised:
+        await subscriber.next()
+    assert (
+        raised.value.errors is not None and raised.value.errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+    )
+    api.sandbox.stats.reset()
+    _, body = await api.query("query($g: ID!) { pingableRoles(guildId: $g) { name } }", {"g": str(quiet)})
+    assert "extensions" not in body and api.rest_calls() == 0
+
+
+async def test_clients_that_leave_during_setup_leave_nothing_behind(
+    gateway_bot: RunningBot,
+    api: RunningApi,
+    http: SandboxHttp,
+    subscribers: list[Subscriber],
+    fixture: Fixture,
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    artists = role_id(fixture, "Quiet Corner", "Artists")
+    subscribe_message = {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": CHANGES, "variables": {"g": str(quiet)}},
+    }
+    for pause in (0, 0.001, 0.005, 0.02):
+        for _ in range(3):
+            async with websockets.connect(ws_url(api), subprotocols=["graphql-transport-ws"]) as ws:
+                await ws.send(json.dumps({"type": "connection_init"}))
+                await ws.recv()
+                await ws.send(json.dumps(subscribe_message))
+                await asyncio.sleep(pause)
+
+    async def nothing_left() -> bool:
+        return api.services.hub.guilds == 0 and api.services.streaming.fanout.subscribers == 0
+
+    await wait_until(nothing_left, within=5)
+    # And the guild is still subscribed to when someone comes back.
+    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet)})
+    await held(api, quiet)
+    await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Sculptors"})
+    assert "Sculptors" in [r["name"] for r in (await subscriber.next())["pingableRoles"]]
+
+
+async def test_queries_on_a_long_lived_socket_see_fresh_data(
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+) -> None:
+    quiet = guild_id(fixture, "Quiet Corner")
+    artists = role_id(fixture, "Quiet Corner", "Artists")
+    query = {
+        "query": "query($g: ID!) { pingableRoles(guildId: $g) { name } }",
+        "variables": {"g": str(quiet)},
+    }
+    async with websockets.connect(ws_url(api), subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        await ws.recv()
+
+        async def names(operation: str) -> list[str]:
+            await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": query}))
+            while True:
+                message = json.loads(await ws.recv())
+                if message["type"] == "next" and message["id"] == operation:
+                    return [r["name"] for r in message["payload"]["data"]["pingableRoles"]]
+
+        assert await names("a") == ["Helpers", "Artists"]
+        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Potters"})
+
+        async def renamed() -> bool:
+            return "Potters" in await names(f"b{time.monotonic()}")
+
+        await wait_until(renamed, within=2)
+
+
+async def test_the_legacy_protocol_enforces_the_init_timeout_too(api_factory: Any) -> None:
+    api: RunningApi = await api_factory(connection_init_timeout=0.5)
+    async with websockets.connect(ws_url(api), subprotocols=["graphql-ws"]) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        assert ws.close_code == 4408

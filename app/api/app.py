@@ -37,6 +37,7 @@ from app.graphql.fanout import Fanout
 from app.graphql.http import GraphQLEndpoint
 from app.graphql.schema import schema
 from app.graphql.streaming import StreamingView, wants_event_stream
+from app.live.feed import LiveFeed
 from app.live.hub import EventHub
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, require_token
@@ -98,13 +99,11 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         ),
     )
     hub = EventHub(role_cache, queue_limit=settings.subscriber_queue_limit)
-    events = EventLog(role_cache)
+    live = LiveFeed(hub, EventLog(role_cache))
     responses = ResponseCache(role_cache, ttl=settings.role_cache_ttl) if settings.response_cache else None
 
     def context(scope: str) -> RequestContext:
-        return RequestContext(
-            roles, scope=scope, max_guilds=settings.max_guilds_per_request, hub=hub, events=events
-        )
+        return RequestContext(roles, scope=scope, max_guilds=settings.max_guilds_per_request, live=live)
 
     def scope_of(connection: HTTPConnection) -> str:
         return "public"
@@ -116,6 +115,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         lambda connection: context(scope_of(connection)),
         keep_alive_interval=settings.keep_alive_interval,
         connection_init_timeout=settings.connection_init_timeout,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
     return Services(settings, client, discord, role_cache, roles, hub, endpoint, streaming)
 

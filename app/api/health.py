@@ -23,7 +23,8 @@ async def readyz(request: Request) -> JSONResponse:
     redis_state: dict[str, Any]
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(services.role_cache.breaker.call(services.redis.ping), timeout=1.0)
+        async with asyncio.timeout(1.0):
+            await services.role_cache.breaker.call(services.redis.ping)
         redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except (CacheUnavailable, TimeoutError) as error:
         redis_state = {"ok": False, "error": str(error) or "Redis did not answer within 1s."}

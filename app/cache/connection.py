@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Answers that mean the server cannot do its job now (out of memory, a read-only replica,
+# loading, ...), as opposed to a command it refuses for its arguments.
+_UNWELL = ("OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "CLUSTERDOWN")
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,8 @@ class Breaker:
     After a failure, calls fail at once for ``cooldown`` seconds; then a single call probes
     Redis while the others keep failing fast, and its success closes the breaker. Any Redis
     error counts (a lost connection, a timeout, but also out-of-memory or a read-only
-    replica): each means the cache cannot do its job, and Discord can answer instead.
+    replica): each means the cache cannot do its job, and Discord can answer instead. A
+    command refused for its arguments is not an outage: that error passes through.
     """
 
     def __init__(self, cooldown: float = 1.0) -> None:
@@ -62,11 +69,13 @@ class Breaker:
             result = await operation()
         except LockError:
             raise  # about the lock's owner, not about Redis
-        except (RedisError, OSError) as error:
-            if self.last_error is None:
-                log.warning("Redis failed (%s); answering from Discord until it is back.", error)
-            self.last_error = str(error) or type(error).__name__
-            self._open_until = time.monotonic() + self.cooldown
+        except ResponseError as error:
+            if not str(error).startswith(_UNWELL):
+                raise
+            self._trip(error)
+            raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
+        except (RedisConnectionError, RedisTimeoutError, RedisError, OSError) as error:
+            self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
         finally:
             if probe:
@@ -75,3 +84,9 @@ class Breaker:
             log.warning("Redis is back.")
             self.last_error = None
         return result
+
+    def _trip(self, error: Exception) -> None:
+        if self.last_error is None:
+            log.warning("Redis failed (%s); answering from Discord until it is back.", error)
+        self.last_error = str(error) or type(error).__name__
+        self._open_until = time.monotonic() + self.cooldown

@@ -7,17 +7,23 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
+from redis.exceptions import ResponseError
 
 from app.cache.role_cache import RoleCache
 
 _STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MAX_PART = 2**64 - 1
 REPLAY_LIMIT = 10_000
 
 
 def parse_event_id(text: str) -> tuple[int, int] | None:
-    """A stream id ("1700000000000-0") as a comparable pair, or None if it is not one."""
+    """A stream id ("1700000000000-0") as a comparable pair, or None if Redis would not take
+    it as one."""
     match = _STREAM_ID.fullmatch(text)
-    return None if match is None else (int(match.group(1)), int(match.group(2)))
+    if match is None:
+        return None
+    parts = (int(match.group(1)), int(match.group(2)))
+    return parts if all(part <= _MAX_PART for part in parts) else None
 
 
 @dataclass(frozen=True)
@@ -63,15 +69,21 @@ class EventLog:
 
     async def after(self, guild_id: int, since: str) -> list[GuildEvent] | None:
         """The events after ``since``, oldest first; None when the stream no longer holds
-        ``since`` itself (it was trimmed away, or never existed), so some may be missing."""
+        ``since`` itself (it was trimmed away, or never existed) or holds more than a replay
+        sends, so some would be missing."""
+        if parse_event_id(since) is None:
+            return None
         key = self._cache.keys.guild_events(guild_id)
-        entries = cast(
-            list[tuple[Any, Any]],
-            await self._cache.breaker.call(
-                lambda: self._cache.redis.xrange(key, min=since, max="+", count=REPLAY_LIMIT + 1)
-            ),
-        )
-        if not entries or _text(entries[0][0]) != since:
+        try:
+            entries = cast(
+                list[tuple[Any, Any]],
+                await self._cache.breaker.call(
+                    lambda: self._cache.redis.xrange(key, min=since, max="+", count=REPLAY_LIMIT + 1)
+                ),
+            )
+        except ResponseError:
+            return None  # Redis does not take it as an id after all: nothing to replay from
+        if not entries or _text(entries[0][0]) != since or len(entries) > REPLAY_LIMIT:
             return None
         return [GuildEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries[1:]]
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from app.cache.event_log import EventLog
 from app.graphql.loaders import RolesLoader
-from app.live.hub import EventHub
+from app.live.feed import LiveFeed
 from app.roles.service import RoleService
 from app.roles.snapshot import Stale
 
@@ -19,9 +20,13 @@ class RequestContext:
     # The access scope the answer was computed for; part of the response cache key.
     scope: str = "public"
     max_guilds: int = 25
-    # Live updates (subscriptions); None where a context serves no subscriptions.
-    hub: EventHub | None = None
-    events: EventLog | None = None
+    # Live updates; None where a context serves no subscriptions.
+    live: LiveFeed | None = None
+    # A shared subscription's private replay: stop after the missed events.
+    replay_only: bool = False
+    # Told each event's id just before its message is yielded, so that a shared subscription
+    # knows which event each result belongs to.
+    announce: Callable[[str | None], None] | None = None
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)
@@ -29,6 +34,11 @@ class RequestContext:
 
     def __post_init__(self) -> None:
         self.loader = RolesLoader(self.roles, self.versions, self.stale, max_guilds=self.max_guilds)
+
+    def fresh(self, **changes: Any) -> RequestContext:
+        """A context for one more operation of the same client (a new loader, a new request id)."""
+        base: dict[str, Any] = {"scope": self.scope, "max_guilds": self.max_guilds, "live": self.live}
+        return RequestContext(self.roles, **{**base, **changes})
 
     @property
     def cacheable(self) -> bool:

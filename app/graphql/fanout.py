@@ -1,11 +1,14 @@
 """Subscriptions shared by every subscriber asking the same thing.
 
-Subscribers whose subscription is the same — document, operation, variables and access
-scope — join one *group*. A group runs the subscription once through Strawberry (one
-resolver, one Redis subscription of the event hub), serializes each result once, and writes
-it to every member's socket, which costs a frame header and a write per member. A member
-whose socket falls behind is skipped (it never slows the others) and, once it has drained,
-gets the group's latest state once as a GUILD_RESYNCED message instead of its backlog.
+Subscribers whose subscription is the same — document, operation, variables other than
+``since``, and access scope — join one *group*. A group runs the subscription once through
+Strawberry (one resolver, one Redis subscription of the event hub), serializes each result
+once, and writes it to every member's socket: a frame header and a write per member.
+
+A member that asks for ``since`` joins the group at once, holding what the group sends, while a
+private replay of what it missed runs for it alone; then it receives what the group sent after
+the last replayed event, and is live. A member whose socket falls behind is skipped (it never
+slows the others) and, once drained, gets the group's latest state once as GUILD_RESYNCED.
 """
 
 from __future__ import annotations
@@ -15,32 +18,45 @@ import contextlib
 import copy
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from graphql import (
-    DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
+    NullValueNode,
     OperationDefinitionNode,
     OperationType,
+    VariableNode,
     parse,
     validate,
 )
-from strawberry.types.execution import PreExecutionError
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from app.graphql.context import RequestContext
 from app.graphql.frames import SocketWriter
 from app.graphql.schema import PollySchema
+from app.live.feed import LiveFeed
 
 log = logging.getLogger(__name__)
 
 SHARED_FIELD = "guildRolesChanged"
 RESYNC_CHECK_INTERVAL = 0.1
+HELD_LIMIT = 1000  # messages a member holds while its replay runs
 
+Errors = list[dict[str, Any]]
 GroupKey = tuple[str, str, str, bytes]
+
+
+def _order(event_id: str | None) -> tuple[int, int]:
+    if event_id is None:
+        return (0, 0)
+    major, _, minor = event_id.partition("-")
+    return (int(major), int(minor or 0)) if LiveFeed.is_event_id(event_id) else (0, 0)
 
 
 class Member:
@@ -52,27 +68,67 @@ class Member:
             b'{"id":' + orjson.dumps(operation_id) + b',"type":"' + message_type.encode() + b'","payload":'
         )
         self.behind = False
-        self.done: asyncio.Future[list[dict[str, Any]] | None] = asyncio.get_running_loop().create_future()
+        self._held: list[tuple[str | None, bytes]] | None = None
+        self.done: asyncio.Future[Errors | None] = asyncio.get_running_loop().create_future()
 
-    def deliver(self, payload: bytes) -> None:
+    def hold(self) -> None:
+        """Keep what the group sends until ``release`` (while a replay runs)."""
+        self._held = []
+
+    def release(self, after: str | None) -> None:
+        """Send what was held that came after event ``after``, and go live."""
+        held, self._held = self._held or [], None
+        for event_id, payload in held:
+            if after is None or event_id is None or _order(event_id) > _order(after):
+                self.deliver(payload, event_id)
+
+    def send_now(self, payload: bytes) -> None:
+        """Send past what is held (the replay's own messages)."""
+        if not self.behind and not self.writer.write(self._head + payload + b"}"):
+            self.behind = True
+
+    def deliver(self, payload: bytes, event_id: str | None = None) -> None:
+        if self._held is not None:
+            if len(self._held) < HELD_LIMIT:
+                self._held.append((event_id, payload))
+            else:
+                self.behind = True  # too much while replaying: the latest state will follow
+            return
         if self.behind:
             return
         if not self.writer.write(self._head + payload + b"}"):
             self.behind = True
 
-    def finish(self, errors: list[dict[str, Any]] | None) -> None:
+    def finish(self, errors: Errors | None) -> None:
         if not self.done.done():
             self.done.set_result(errors)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What sharing a subscription needs to know of its document."""
+
+    field: str  # the response key of guildRolesChanged
+    kind: str  # the response keys of its kind and roleId ("" when not selected)
+    role_id: str
+    since_variable: str | None  # the variable that gives `since`, if one does
+
+
+@dataclass(frozen=True)
+class Shared:
+    key: GroupKey
+    shape: Shape
+    variables: dict[str, Any]  # the group's: without `since`
+    since: str | None  # this subscriber's
+    replay_variables: dict[str, Any] | None  # this subscriber's own, for its replay
+
+
 @functools.lru_cache(maxsize=512)
-def _shared_operation(
-    query: str, operation_name: str | None, schema: GraphQLSchema
-) -> tuple[str, str, str] | None:
-    """For a valid subscription to ``guildRolesChanged`` alone: the response keys of the field
-    and of its ``kind`` and ``roleId`` (for rewriting a resync); None for anything else."""
+def _shape(query: str, operation_name: str | None, schema: GraphQLSchema) -> Shape | None:
+    """The shape of a valid subscription to ``guildRolesChanged`` alone; None for anything else
+    (which Strawberry then runs, and reports errors for, the usual way)."""
     try:
-        document: DocumentNode = parse(query)
+        document = parse(query)
     except GraphQLError:
         return None
     if validate(schema, document):
@@ -90,34 +146,35 @@ def _shared_operation(
     ):
         return None
     field = selections[0]
+    since_variable = None
+    for argument in field.arguments or ():
+        if argument.name.value == "since":
+            if isinstance(argument.value, VariableNode):
+                since_variable = argument.value.name.value
+            elif not isinstance(argument.value, NullValueNode):
+                return None  # a literal `since` replays for one subscriber: not shared
     keys = {"kind": "", "roleId": ""}
     for selection in field.selection_set.selections if field.selection_set else ():
         if isinstance(selection, FieldNode) and selection.name.value in keys:
             keys[selection.name.value] = (selection.alias or selection.name).value
-    return ((field.alias or field.name).value, keys["kind"], keys["roleId"])
+    return Shape((field.alias or field.name).value, keys["kind"], keys["roleId"], since_variable)
 
 
 class Group:
     def __init__(
-        self,
-        fanout: Fanout,
-        key: GroupKey,
-        response_keys: tuple[str, str, str],
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-        context: RequestContext,
+        self, fanout: Fanout, shared: Shared, query: str, operation_name: str | None, context: RequestContext
     ) -> None:
         self._fanout = fanout
-        self.key = key
-        self._response_keys = response_keys
+        self.key = shared.key
+        self._shape = shared.shape
         self._query = query
-        self._variables = variables
+        self._variables = shared.variables
         self._operation_name = operation_name
-        self._context = context
+        self._event_ids: deque[str | None] = deque()
+        self._context = context.fresh(announce=self._event_ids.append)
         self.members: set[Member] = set()
         self._latest: dict[str, Any] | None = None
-        self._task = asyncio.create_task(self._run(), name=f"subscription-group-{len(fanout.groups)}")
+        self._task = asyncio.create_task(self._run(), name="subscription-group")
         self._resyncs: asyncio.Task[None] | None = None
 
     def add(self, member: Member) -> None:
@@ -129,13 +186,17 @@ class Group:
             self.stop()
 
     def stop(self) -> None:
-        self._fanout.groups.pop(self.key, None)
+        self._unregister()
         self._task.cancel()
         if self._resyncs is not None:
             self._resyncs.cancel()
 
+    def _unregister(self) -> None:
+        if self._fanout.groups.get(self.key) is self:  # not a newer group with the same key
+            del self._fanout.groups[self.key]
+
     async def _run(self) -> None:
-        errors: list[dict[str, Any]] | None = None
+        errors: Errors | None = None
         try:
             source = await self._fanout.schema.subscribe(
                 self._query,
@@ -146,9 +207,7 @@ class Group:
             first = True
             async with contextlib.aclosing(source):
                 async for result in source:
-                    if first and (
-                        isinstance(result, PreExecutionError) or (result.errors and result.data is None)
-                    ):
+                    if first and _failed(result):
                         errors = [dict(error.formatted) for error in result.errors or []]
                         return
                     first = False
@@ -161,19 +220,17 @@ class Group:
                 {"message": "Internal error; it is logged.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
             ]
         finally:
-            self._fanout.groups.pop(self.key, None)
+            self._unregister()
             for member in list(self.members):
                 member.finish(errors)
 
-    def _broadcast(self, result: Any) -> None:
-        body: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            body["errors"] = [error.formatted for error in result.errors]
+    def _broadcast(self, result: ExecutionResult) -> None:
+        event_id = self._event_ids.popleft() if self._event_ids else None
         if result.data is not None:
             self._latest = result.data
-        payload = orjson.dumps(body)
+        payload = _payload(result)
         for member in tuple(self.members):
-            member.deliver(payload)
+            member.deliver(payload, event_id)
         if self._resyncs is None and any(member.behind for member in self.members):
             self._resyncs = asyncio.create_task(self._resync_when_drained())
 
@@ -192,14 +249,24 @@ class Group:
 
     def _resync_payload(self) -> bytes:
         data = copy.deepcopy(self._latest) or {}
-        field, kind, role_id = self._response_keys
-        message = data.get(field)
+        message = data.get(self._shape.field)
         if isinstance(message, dict):
-            if kind:
-                message[kind] = "GUILD_RESYNCED"
-            if role_id:
-                message[role_id] = None
+            if self._shape.kind:
+                message[self._shape.kind] = "GUILD_RESYNCED"
+            if self._shape.role_id:
+                message[self._shape.role_id] = None
         return orjson.dumps({"data": data})
+
+
+def _failed(result: ExecutionResult | PreExecutionError) -> bool:
+    return isinstance(result, PreExecutionError) or bool(result.errors and result.data is None)
+
+
+def _payload(result: ExecutionResult) -> bytes:
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [error.formatted for error in result.errors]
+    return orjson.dumps(body)
 
 
 class Fanout:
@@ -211,42 +278,74 @@ class Fanout:
         self.buffer_limit = buffer_limit
         self.groups: dict[GroupKey, Group] = {}
 
-    def key_for(
+    def shared(
         self, query: str, variables: dict[str, Any] | None, operation_name: str | None, scope: str
-    ) -> tuple[GroupKey, tuple[str, str, str]] | None:
-        """The group a subscription can join, or None when it is not one to share."""
+    ) -> Shared | None:
+        """How a subscription joins a group, or None when it is not one to share."""
         if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
             return None
-        response_keys = _shared_operation(query, operation_name, self.schema._schema)
-        if response_keys is None:
+        shape = _shape(query, operation_name, self.schema._schema)
+        if shape is None:
             return None
+        group_variables = dict(variables or {})
+        since = group_variables.pop(shape.since_variable, None) if shape.since_variable else None
+        if since is not None and not isinstance(since, str):
+            return None  # not a String: Strawberry reports it, the usual way
         try:
-            canonical = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+            canonical = orjson.dumps(group_variables, option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None
-        return (scope, query, operation_name or "", canonical), response_keys
+        replay = None
+        if since is not None and shape.since_variable is not None:
+            replay = {**group_variables, shape.since_variable: since}
+        return Shared((scope, query, operation_name or "", canonical), shape, group_variables, since, replay)
 
-    async def join(
-        self,
-        key: GroupKey,
-        response_keys: tuple[str, str, str],
-        member: Member,
-        query: str,
-        variables: dict[str, Any] | None,
-        operation_name: str | None,
-    ) -> list[dict[str, Any]] | None:
-        """Serve ``member`` from its group until the group ends: None when it completed, or
-        the errors that ended it."""
-        group = self.groups.get(key)
+    async def serve(
+        self, shared: Shared, member: Member, query: str, operation_name: str | None
+    ) -> Errors | None:
+        """Serve ``member`` until its group ends: None when it completed, or the errors that
+        ended it (or ended its replay)."""
+        group = self.groups.get(shared.key)
         if group is None:
-            group = Group(self, key, response_keys, query, variables, operation_name, self._context(key[0]))
-            self.groups[key] = group
+            group = Group(self, shared, query, operation_name, self._context(shared.key[0]))
+            self.groups[shared.key] = group
+        if shared.replay_variables is not None:
+            member.hold()
         group.add(member)
         try:
+            if shared.replay_variables is not None:
+                replayed = await self._replay(
+                    shared.key[0], shared.replay_variables, member, query, operation_name
+                )
+                if isinstance(replayed, list):
+                    return replayed
+                member.release(after=replayed)
             return await member.done
         finally:
             group.remove(member)
-            member.writer.close()
+            await member.writer.close()
+
+    async def _replay(
+        self, scope: str, variables: dict[str, Any], member: Member, query: str, operation_name: str | None
+    ) -> Errors | str | None:
+        """Run the subscription with ``since`` for this member alone, until the replay ends:
+        the id of the last event it sent, or the errors it ended with."""
+        event_ids: deque[str | None] = deque()
+        context = self._context(scope).fresh(replay_only=True, announce=event_ids.append)
+        source = await self.schema.subscribe(
+            query, variable_values=variables, context_value=context, operation_name=operation_name
+        )
+        last: str | None = None
+        first = True
+        async with contextlib.aclosing(source):
+            async for result in source:
+                if first and _failed(result):
+                    return [dict(error.formatted) for error in result.errors or []]
+                first = False
+                event_id = event_ids.popleft() if event_ids else None
+                member.send_now(_payload(result))
+                last = event_id or last
+        return last
 
     @property
     def subscribers(self) -> int:

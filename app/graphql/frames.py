@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
 
 BEHIND = 256 * 1024  # default: bytes waiting to be sent past which the reader is too slow
 FALLBACK_QUEUE = 64  # messages, when writing through ASGI
@@ -75,12 +78,20 @@ class SocketWriter:
         queue = self._queue
         if queue is None:
             return
-        # A failed send means the socket is gone; its operation is being cleaned up.
-        with contextlib.suppress(Exception):
+        try:
             while True:
                 message = await queue.get()
                 await self._websocket.send_text(message.decode())
+                queue.task_done()
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            # The socket is gone; its operation is being cleaned up.
+            log.debug("A subscriber's socket went away: %s", error)
 
-    def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
+    async def close(self, within: float = 1.0) -> None:
+        """Stop writing, after sending what is queued (so nothing overtakes it)."""
+        if self._sender is None or self._queue is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._queue.join()
+        self._sender.cancel()

@@ -122,6 +122,31 @@ def _unexpected(error: GraphQLError) -> bool:
     return error_code(error) == "INTERNAL_SERVER_ERROR"
 
 
+class ErrorCodes(MaskErrors):
+    """Every error leaves with an ``extensions.code``, on every transport (HTTP, WebSocket, SSE);
+    unexpected ones are masked first and carry the request id the logs have."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_unexpected, error_message="Internal error; it is logged.")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        request_id = getattr(self.execution_context.context, "request_id", None)
+        masked.extensions = {
+            "code": "INTERNAL_SERVER_ERROR",
+            **({"requestId": request_id} if request_id else {}),
+        }
+        return masked
+
+    # MaskErrors' hook for every result it sees, subscription events included.
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed = super()._process_errors(errors)
+        for error in processed:
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
+        return processed
+
+
 class PollySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -149,6 +174,6 @@ schema = PollySchema(
     extensions=[
         lambda: ParserCache(maxsize=1024),
         lambda: ValidationCache(maxsize=1024),
-        lambda: MaskErrors(should_mask_error=_unexpected, error_message="Internal error; it is logged."),
+        ErrorCodes,
     ],
 )

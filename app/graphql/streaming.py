@@ -3,7 +3,8 @@ Server-Sent Events, on ``/graphql``.
 
 Strawberry speaks the protocols — handshakes, keep-alives, the connection-init timeout, the
 close codes for protocol errors. Subscriptions that can be shared (see app/graphql/fanout.py)
-are served from a shared group instead of one execution per subscriber.
+are served from a shared group instead of one execution per subscriber. Every operation gets
+its own context (and so its own DataLoader), however long the connection lives.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout, Member
 from app.graphql.frames import SocketWriter
 from app.graphql.schema import PollySchema
+
+INIT_TIMEOUT_CODE = 4408
 
 
 def _socket(handler: Any) -> WebSocket:
@@ -68,17 +71,16 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         fanout = self._view.fanout
-        shared = fanout.key_for(
+        shared = fanout.shared(
             operation.query, operation.variables, operation.operation_name, self.context.scope
         )
         if shared is None:
+            # Read by Strawberry right away, before this task awaits anything: per operation.
+            self.context = self.context.fresh()
             await super().run_operation(operation)
             return
-        key, response_keys = shared
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation.id, "next")
-        errors = await fanout.join(
-            key, response_keys, member, operation.query, operation.variables, operation.operation_name
-        )
+        errors = await fanout.serve(shared, member, operation.query, operation.operation_name)
         if errors:
             message = {"id": operation.id, "type": "error", "payload": errors}
             await operation.send_operation_message(cast(TransportErrorMessage, message))
@@ -87,7 +89,20 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
 
 class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
-    """The legacy graphql-ws protocol (subscriptions-transport-ws), with shared subscriptions."""
+    """The legacy graphql-ws protocol (subscriptions-transport-ws), with shared subscriptions and
+    the same connection-init timeout as graphql-transport-ws."""
+
+    async def handle(self) -> None:
+        timer = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            timer.cancel()
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(cast(StreamingView, self.view).connection_init_timeout)
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
 
     async def handle_async_results(
         self,
@@ -97,14 +112,14 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         variables: dict[str, object] | None,
     ) -> None:
         fanout = cast(StreamingView, self.view).fanout
-        shared = fanout.key_for(query, variables, operation_name, self.context.scope)
+        shared = fanout.shared(query, variables, operation_name, self.context.scope)
         if shared is None:
+            self.context = self.context.fresh()  # read before this task awaits anything
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
-        key, response_keys = shared
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation_id, "data")
         try:
-            errors = await fanout.join(key, response_keys, member, query, variables, operation_name)
+            errors = await fanout.serve(shared, member, query, operation_name)
             if errors:
                 await self.send_message(ErrorMessage(type="error", id=operation_id, payload=errors[0]))  # type: ignore[typeddict-item]
             else:
@@ -127,6 +142,7 @@ class StreamingView(GraphQL[RequestContext, None]):
         *,
         keep_alive_interval: float = 15.0,
         connection_init_timeout: float = 10.0,
+        max_subscriptions_per_connection: int = 100,
     ) -> None:
         super().__init__(
             schema,
@@ -135,8 +151,10 @@ class StreamingView(GraphQL[RequestContext, None]):
             keep_alive_interval=keep_alive_interval,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
+            max_subscriptions_per_connection=max_subscriptions_per_connection,
         )
         self.fanout = fanout
+        self.connection_init_timeout = connection_init_timeout
         self._context = context
 
     async def get_context(

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import strawberry
 from strawberry.types import Info
 
-from app.cache.connection import CacheUnavailable
-from app.cache.event_log import GuildEvent, parse_event_id
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.types import GuildRolesChanged, GuildRolesChangeKind, Role
-from app.live.source import guild_events
+from app.live.feed import GuildEvent, LiveFeed
 from app.roles.errors import InvalidInput, LiveUnavailable
 from app.roles.pingability import pingable_roles
 from app.roles.snapshot import GuildSnapshot
+
+log = logging.getLogger(__name__)
 
 
 def _id(value: int | None) -> strawberry.ID | None:
@@ -32,22 +34,26 @@ def _snowflake(value: str, argument: str) -> int:
     return parsed
 
 
-def message(
-    event: GuildEvent | None, snapshot: GuildSnapshot, channel_id: int | None, latest_event_id: str | None
-) -> GuildRolesChanged:
-    """The subscription's message for ``event`` (None: a resync with the full current state)."""
-    roles = [Role.from_discord(role) for role in pingable_roles(snapshot, channel_id)]
-    if event is None:
-        return GuildRolesChanged(
-            guild_id=strawberry.ID(str(snapshot.guild_id)),
-            kind=GuildRolesChangeKind.GUILD_RESYNCED,
-            role_id=None,
-            channel_id=None,
-            version=snapshot.version,
-            event_id=latest_event_id,
-            at=datetime.now(UTC),
-            pingable_roles=roles,
-        )
+def _roles(snapshot: GuildSnapshot, channel_id: int | None) -> list[Role]:
+    return [Role.from_discord(role) for role in pingable_roles(snapshot, channel_id)]
+
+
+def resync(snapshot: GuildSnapshot, channel_id: int | None, latest_event_id: str | None) -> GuildRolesChanged:
+    """The full current state, for a subscriber who may have missed changes."""
+    return GuildRolesChanged(
+        guild_id=strawberry.ID(str(snapshot.guild_id)),
+        kind=GuildRolesChangeKind.GUILD_RESYNCED,
+        role_id=None,
+        channel_id=None,
+        version=snapshot.version,
+        event_id=latest_event_id,
+        at=datetime.now(UTC),
+        pingable_roles=_roles(snapshot, channel_id),
+    )
+
+
+def change(event: GuildEvent, snapshot: GuildSnapshot, channel_id: int | None) -> GuildRolesChanged:
+    """Raises ValueError for an event this API does not know how to describe."""
     return GuildRolesChanged(
         guild_id=strawberry.ID(str(event.guild_id)),
         kind=GuildRolesChangeKind(event.kind),
@@ -56,7 +62,7 @@ def message(
         version=event.version,
         event_id=event.id,
         at=datetime.fromisoformat(event.at),
-        pingable_roles=roles,
+        pingable_roles=_roles(snapshot, channel_id),
     )
 
 
@@ -66,7 +72,7 @@ class Subscription:
         description="Every change of a guild's roles as it happens, with the new pingable roles (in "
         "`channelId`, if given). With `since` (an `eventId` received earlier), the changes after it are "
         "replayed first; if they are no longer kept, the first message is a GUILD_RESYNCED with the full "
-        "list."
+        'list. `since: "0-0"` starts with the current list.'
     )
     async def guild_roles_changed(
         self,
@@ -78,26 +84,30 @@ class Subscription:
         context = info.context
         guild = _snowflake(guild_id, "guildId")
         channel = None if channel_id is None else _snowflake(channel_id, "channelId")
-        if since is not None and parse_event_id(since) is None:
+        if since is not None and not LiveFeed.is_event_id(since):
             raise InvalidInput(
                 f"since must be an eventId received earlier (like 1700000000000-0), not {since[:40]!r}."
             )
-        if context.hub is None or context.events is None:
+        live = context.live
+        if live is None:
             raise LiveUnavailable("Subscriptions are not served here.")
         # Unknown guilds and channels fail now, not at the first event.
-        pingable_roles(await context.roles.guild(guild), channel)
-        try:
-            async for item in guild_events(context.hub, context.events, guild, since):
-                snapshot = await context.roles.guild(guild)
+        _roles(await context.roles.guild(guild), channel)
+        # aclosing: when the subscription ends, the feed's own generator ends with it (and
+        # leaves the hub) at once, not whenever the garbage collector gets to it.
+        async with contextlib.aclosing(live.events(guild, since, live=not context.replay_only)) as events:
+            async for item in events:
+                message = None
                 if isinstance(item, GuildEvent):
-                    yield message(item, snapshot, channel, item.id)
-                else:
                     try:
-                        latest = await context.events.latest_id(guild)
-                    except CacheUnavailable:
-                        latest = None
-                    yield message(None, snapshot, channel, latest)
-        except CacheUnavailable as error:
-            raise LiveUnavailable(
-                f"Live updates need Redis, which cannot be reached ({error}); retry shortly."
-            ) from error
+                        message = change(item, await context.roles.guild(guild), channel)
+                    except ValueError:
+                        log.warning(
+                            "Event %s of guild %s is not one this API knows; resyncing.", item.id, guild
+                        )
+                if message is None:
+                    latest = await live.latest_id(guild)  # first: the list is at least this new
+                    message = resync(await context.roles.guild(guild), channel, latest)
+                if context.announce is not None:
+                    context.announce(message.event_id)
+                yield message

@@ -63,6 +63,8 @@ class EventHub:
         self._confirmed: dict[str, asyncio.Event] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._has_subscriptions = asyncio.Event()
 
     def channel(self, guild_id: int) -> str:
         return self._cache.keys.guild_events(guild_id)
@@ -74,30 +76,42 @@ class EventHub:
 
     async def listen(self, guild_id: int, *, confirm_within: float = 2.0) -> Listener:
         """A listener for a guild's events, returned once Redis confirmed the subscription (so
-        an event published from now on reaches it)."""
+        an event published from now on reaches it). Raises CacheUnavailable without Redis."""
         listener = Listener(guild_id, self._queue_limit)
-        async with self._lock:
-            first = not self._listeners[guild_id]
-            self._listeners[guild_id].add(listener)
-            if first:
+        try:
+            async with self._lock:
+                first = not self._listeners[guild_id]
+                self._listeners[guild_id].add(listener)
                 channel = self.channel(guild_id)
                 confirmed = self._confirmed.setdefault(channel, asyncio.Event())
-                pubsub = self._ensure_pubsub()
-                try:
+                if first:
+                    pubsub = self._ensure_pubsub()
                     await self._cache.breaker.call(lambda: pubsub.subscribe(channel))
-                except Exception:
-                    self._listeners[guild_id].discard(listener)
-                    if not self._listeners[guild_id]:
-                        del self._listeners[guild_id]
-                    raise
-            confirmed = self._confirmed[self.channel(guild_id)]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(confirmed.wait(), confirm_within)
+                    self._has_subscriptions.set()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wait completes, and the subscription would never end.
+            try:
+                async with asyncio.timeout(confirm_within):
+                    await confirmed.wait()
+            except TimeoutError:
+                log.warning(
+                    "Redis did not confirm the subscription to %s within %ss.", channel, confirm_within
+                )
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py can swallow a cancellation that lands while it connects the pub/sub
+                # connection; the caller asked to stop, so stop.
+                raise asyncio.CancelledError
+        except BaseException:
+            # Cancelled or failed half-way (a client that left, Redis gone): undo, so that the
+            # guild is subscribed again by the next listener instead of silently never.
+            self.leave(listener)
+            raise
         return listener
 
     def leave(self, listener: Listener) -> None:
         listeners = self._listeners.get(listener.guild_id)
-        if listeners is None:
+        if listeners is None or listener not in listeners:
             return
         listeners.discard(listener)
         if not listeners:
@@ -106,15 +120,20 @@ class EventHub:
             self._confirmed.pop(channel, None)
             if self._pubsub is not None:
                 task = asyncio.ensure_future(self._unsubscribe(channel))
-                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+                self._tasks.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("Could not unsubscribe from a guild's events: %s", task.exception())
 
     async def _unsubscribe(self, channel: str) -> None:
         async with self._lock:
             guild_id = int(channel.rsplit(":", 1)[1])
             if guild_id in self._listeners or self._pubsub is None:
                 return  # someone listens again
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
+            await self._pubsub.unsubscribe(channel)
 
     def _ensure_pubsub(self) -> PubSub:
         if self._pubsub is None:
@@ -128,7 +147,8 @@ class EventHub:
         while True:
             pubsub = self._pubsub
             if pubsub is None or not pubsub.subscribed:
-                await asyncio.sleep(0.05)
+                self._has_subscriptions.clear()
+                await self._has_subscriptions.wait()
                 continue
             try:
                 message = await pubsub.get_message(timeout=1.0)

@@ -160,7 +160,8 @@ class RoleService:
             del self._failures[guild_id]
         bound = self.limits.fill_wait + self.limits.discord_timeout
         try:
-            return await asyncio.wait_for(self._flights.run(guild_id, lambda: self._fill(guild_id)), bound)
+            async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancellation on 3.11
+                return await self._flights.run(guild_id, lambda: self._fill(guild_id))
         except TimeoutError:
             return await self._last_known_or_fail(
                 guild_id, f"fetching guild {guild_id} took longer than {bound:g}s"

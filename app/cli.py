@@ -107,7 +107,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     demo.set_defaults(run=run_demo, needs_settings=False)
+
+    _add_keys_parser(commands)
     return parser
+
+
+def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="create, list and revoke API keys",
+        description="API keys for scripts and bots, kept in the database (POLLY_DATABASE_URL, else"
+        " SQLite in POLLY_DATA_DIR); each command migrates the database first if needed.",
+    )
+    actions = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)
+    create = actions.add_parser(
+        "create",
+        help="make a key and print its token (shown only this once)",
+        description="Make an API key for some guilds and scopes and print its token, which cannot be"
+        " shown again.",
+    )
+    create.add_argument(
+        "--guild", action="append", metavar="ID", help="a Discord server id the key may be used for (repeat)"
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="what the key may do, e.g. roles:read (repeat; an unknown one lists them all)",
+    )
+    create.add_argument("--name", metavar="TEXT", help="a label to tell keys apart")
+    create.add_argument("--json", action="store_true", help="print JSON (token included) for scripts")
+    listing = actions.add_parser(
+        "list", help="show every key (never a secret)", description="Show every API key, newest first."
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    revoke = actions.add_parser(
+        "revoke",
+        help="stop a key from working, at once",
+        description="Mark a key revoked and delete the API's cached copy of it from Redis.",
+    )
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `polly keys list` shows it")
+    keys.set_defaults(run=run_keys)
+
+
+def run_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cache.keys import CacheKeys
+    from app.settings import database_url
+    from app.storage.keys_command import KeysTarget, run_keys_command
+
+    target = KeysTarget(
+        database_url=database_url(settings),
+        redis_url=str(settings.redis_url),
+        cache_key=CacheKeys(settings.cache_prefix).api_key,
+        cache_ttl=settings.api_key_cache_ttl,
+    )
+    return run_keys_command(args, target)
 
 
 def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:

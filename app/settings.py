@@ -6,16 +6,34 @@ and pass it down.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AnyUrl, BeforeValidator, Field, RedisDsn, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DISCORD_API_URL = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 RedisUrl = RedisDsn
+
+
+def _origins(value: object) -> object:
+    """Comma-separated or a JSON list; each an origin (scheme://host[:port]) without a path."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = (
+            json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part.strip()]
+        )
+    if isinstance(value, list):
+        origins = [str(origin).strip().rstrip("/") for origin in value]
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
+    return value
 
 
 class SettingsError(Exception):
@@ -102,6 +120,64 @@ class Settings(BaseSettings):
         default="write-through",
         description="write-through (ours) or invalidate (the origin design, kept for comparison).",
     )
+    data_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "polly",
+        description="Directory of the SQLite database when POLLY_DATABASE_URL is not set.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database (postgresql+asyncpg://...); default: SQLite in the"
+        " data directory.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; at least 32 characters. Required by polly api.",
+    )
+    discord_client_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,20}$",
+        description="OAuth2 client id for Discord login; default: the bot's application id.",
+    )
+    discord_client_secret: SecretStr | None = Field(
+        default=None, description="OAuth2 client secret; Discord login is off without it."
+    )
+    public_url: AnyUrl | None = Field(
+        default=None,
+        description="The API's public base URL (https://polly.example); the login callback is built on"
+        " it. Default: the URL each request came to.",
+    )
+    session_ttl: int = Field(
+        default=7 * 86400, ge=60, description="Seconds a login session lasts before logging in again."
+    )
+    viewer_cache_ttl: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Seconds a signed-in user's guilds and permissions are cached before asking Discord.",
+    )
+    api_key_cache_ttl: int = Field(
+        default=60, ge=1, le=3600, description="Seconds an API key's record is cached in Redis."
+    )
+    rate_limit_per_second: float = Field(
+        default=20.0, gt=0, description="Requests per second each caller (key, user or address) may make."
+    )
+    rate_limit_burst: int = Field(
+        default=60, ge=1, description="Requests a caller may make at once before the per-second rate applies."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request body (and WebSocket message) accepted."
+    )
+    max_query_depth: int = Field(default=10, ge=2, le=100, description="Deepest selection nesting allowed.")
+    max_aliases: int = Field(default=30, ge=1, le=10_000, description="Aliases one document may use.")
+    max_tokens: int = Field(default=2000, ge=100, description="GraphQL tokens one document may hold.")
+    max_query_cost: int = Field(
+        default=5000, ge=1, description="Most cost points one operation may have (see the README)."
+    )
+    introspection: bool = Field(default=True, description="Answer introspection queries (__schema).")
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_origins)] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from browsers (JSON list or comma-separated).",
+    )
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = Field(
         default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
@@ -115,6 +191,28 @@ def require_token(settings: Settings) -> str:
             "(the sandbox's default fixture uses sandbox-bot-token)."
         )
     return settings.discord_token.get_secret_value().strip()
+
+
+MIN_SECRET_KEY_LENGTH = 32
+
+
+def require_secret_key(settings: Settings) -> str:
+    """The cookie-signing secret, or a sentence saying how to set one."""
+    secret = "" if settings.secret_key is None else settings.secret_key.get_secret_value()
+    if len(secret) < MIN_SECRET_KEY_LENGTH:
+        raise SettingsError(
+            f"POLLY_SECRET_KEY must be set to a random string of at least {MIN_SECRET_KEY_LENGTH} "
+            "characters (it signs login sessions); make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+        )
+    return secret
+
+
+def database_url(settings: Settings) -> str:
+    """Where keys, sessions and polls live: POLLY_DATABASE_URL, else SQLite in POLLY_DATA_DIR."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite+aiosqlite:///{settings.data_dir / 'polly.db'}"
 
 
 def describe_error(error: ValidationError) -> str:

@@ -50,6 +50,18 @@ class CacheKeys:
         """A serialized GraphQL response, by the digest of what determines it."""
         return f"{self.prefix}response:{digest}"
 
+    def api_key(self, key_id: str) -> str:
+        """An API key's record (hash, guilds, scopes), cached from the database; deleted on revoke."""
+        return f"{self.prefix}api_key:{key_id}"
+
+    def viewer(self, session_hash: str) -> str:
+        """A signed-in user's identity, guilds and permissions, cached briefly from Discord."""
+        return f"{self.prefix}viewer:{session_hash}"
+
+    def rate_limit(self, principal: str) -> str:
+        """A caller's token bucket: tokens left and when it was last filled."""
+        return f"{self.prefix}rate_limit:{principal}"
+
     def pattern(self, name: str) -> str:
         """A SCAN pattern for one kind of key, e.g. ``pattern("guild_roles_ping")``."""
         return f"{self.prefix}{name}:*"

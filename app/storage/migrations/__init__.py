@@ -1,0 +1,1 @@
+"""Alembic migrations; :meth:`app.storage.database.Database.upgrade` runs them to head."""

@@ -12,6 +12,7 @@ from openapi_core.testing import MockRequest, MockResponse
 
 from app.sandbox.fixture import Fixture
 from tests.conftest import SandboxHttp, channel_id, guild_id, role_id, shared_dir
+from tests.test_sandbox_oauth import Client
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +51,9 @@ Call = tuple[str, str, Any]
 # (method, path, body): what a test does before the checked call, and the call itself.
 CASES: dict[str, Callable[[dict[str, Any]], list[Call]]] = {
     "user": lambda i: [("GET", "/users/@me", None)],
+    "user guilds": lambda i: [("GET", "/users/@me/guilds", None)],
+    "user guilds page": lambda i: [("GET", "/users/@me/guilds?after={quiet}&limit=2&with_counts=true", None)],
+    "user guilds bad limit": lambda i: [("GET", "/users/@me/guilds?limit=500", None)],
     "application": lambda i: [("GET", "/oauth2/applications/@me", None)],
     "gateway": lambda i: [("GET", "/gateway", None)],
     "gateway bot": lambda i: [("GET", "/gateway/bot", None)],
@@ -141,3 +145,26 @@ async def test_429_matches_discords_openapi(
     async with http.session.get(http.sandbox.api_url + "/users/@me", headers=http.auth) as response:
         assert response.status == 429
         await _validate(discord_openapi, "GET", "/users/@me", response, await response.read())
+
+
+@pytest.mark.parametrize(
+    ("scope", "path", "status"),
+    [
+        ("identify", "/users/@me", 200),
+        ("identify email guilds", "/users/@me", 200),
+        ("identify guilds", "/users/@me/guilds", 200),
+        ("guilds", "/users/@me/guilds?with_counts=true&limit=1", 200),
+        ("identify", "/users/@me/guilds", 403),
+        ("guilds", "/users/@me", 401),
+    ],
+)
+async def test_bearer_responses_match_discords_openapi(
+    discord_openapi: OpenAPI, http: SandboxHttp, scope: str, path: str, status: int
+) -> None:
+    client = Client(http.session, http.sandbox)
+    token = (await client.login("erin", scope=scope))["access_token"]
+    async with http.session.get(
+        http.sandbox.api_url + path, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        assert response.status == status
+        await _validate(discord_openapi, "GET", path, response, await response.read())

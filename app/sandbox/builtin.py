@@ -26,6 +26,8 @@ from app.sandbox.snowflake import snowflake_at
 _FIXTURE_EPOCH_MS = 1_704_067_200_000
 
 BOT_TOKEN = "sandbox-bot-token"
+# The default application's OAuth2 client secret (client_id is the bot's id, as on Discord).
+CLIENT_SECRET = "sandbox-client-secret"
 
 EVERYONE = Permissions(
     view_channel=True,
@@ -66,7 +68,12 @@ def default_fixture() -> Fixture:
     """
     ids = _ids(0)
     bot = BotUser(id=next(ids), username="Polly Sandbox", discriminator="0420", token=BOT_TOKEN)
-    application = Application(id=bot.id, name="Polly Sandbox", description="A local Discord application.")
+    application = Application(
+        id=bot.id,
+        name="Polly Sandbox",
+        description="A local Discord application.",
+        client_secret=CLIENT_SECRET,
+    )
     alice, bob, carol, dave, erin = (
         User(id=next(ids), username=name, global_name=name.capitalize())
         for name in ("alice", "bob", "carol", "dave", "erin")
@@ -359,7 +366,7 @@ def generated_fixture(guild_count: int, *, seed: int = 1, shards: int = 1) -> Fi
         )
     return Fixture(
         bot=bot,
-        application=Application(id=bot.id, name="Polly Sandbox"),
+        application=Application(id=bot.id, name="Polly Sandbox", client_secret=CLIENT_SECRET),
         users=users,
         guilds=guilds,
         shards=shards,

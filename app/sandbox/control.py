@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.sandbox import shapes
+from app.discord.snowflake import parse_snowflake
+from app.sandbox import oauth, shapes, users
 from app.sandbox.bodies import RoleFields
 from app.sandbox.errors import DiscordError
 from app.sandbox.faults import FaultRule
+from app.sandbox.fixture import Snowflake, User
 from app.sandbox.gateway import Gateway
+from app.sandbox.oauth_store import OAuthConfig
 from app.sandbox.ratelimit import RateLimitConfig
 from app.sandbox.rest import FAULTS, LIMITER, STATE, STATS, json_response, routes
+from app.sandbox.state import SandboxState
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
@@ -21,7 +26,10 @@ control = web.RouteTableDef()
 
 
 def known_routes() -> set[str]:
-    return {definition.path for definition in routes if isinstance(definition, web.RouteDef)}
+    tables = (routes, users.routes, oauth.api_routes)
+    return {
+        definition.path for table in tables for definition in table if isinstance(definition, web.RouteDef)
+    }
 
 
 def _problem(status: int, message: str) -> web.Response:
@@ -128,3 +136,141 @@ async def set_rate_limits(request: web.Request) -> web.Response:
         return _problem(400, f"Not a rate limit setting: {problems}.")
     limiter.configure(config)
     return json_response(config.model_dump())
+
+
+# -- OAuth2 ------------------------------------------------------------------------------------
+
+
+def _user(state: SandboxState, value: Any) -> User | str:
+    """The fixture user a control body names, or a sentence saying why it names none."""
+    # Ids are strings as Discord sends them; a JSON number is taken too, for hand-written calls.
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    user_id = parse_snowflake(text) if isinstance(text, str) else None
+    user = None if user_id is None else state.users.get(user_id)
+    if user is None:
+        people = ", ".join(f"{u.id} ({u.username})" for u in state.users.values() if not u.bot)
+        return f"user_id {value!r} is not a fixture user; use one of {people}."
+    if user.bot:
+        return "The bot user cannot log in with OAuth2; choose a person."
+    return user
+
+
+def _approver(state: SandboxState) -> dict[str, Any]:
+    approver = state.oauth.approver
+    return {"user_id": None if approver is None else str(approver)}
+
+
+@control.get("/_sandbox/oauth2/config")
+async def get_oauth_config(request: web.Request) -> web.Response:
+    return json_response(request.app[STATE].oauth.config.model_dump())
+
+
+@control.patch("/_sandbox/oauth2/config")
+async def set_oauth_config(request: web.Request) -> web.Response:
+    store = request.app[STATE].oauth
+    document = await _document(request)
+    if not isinstance(document, dict):
+        return _problem(400, "Send a JSON object with access_token_ttl and/or code_ttl in seconds.")
+    try:
+        store.config = OAuthConfig.model_validate({**store.config.model_dump(), **document})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return _problem(400, f"Not an OAuth2 setting: {problems}.")
+    return json_response(store.config.model_dump())
+
+
+@control.get("/_sandbox/oauth2/approver")
+async def get_approver(request: web.Request) -> web.Response:
+    return json_response(_approver(request.app[STATE]))
+
+
+@control.put("/_sandbox/oauth2/approver")
+async def set_approver(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    document = await _document(request)
+    if not isinstance(document, dict) or "user_id" not in document:
+        return _problem(
+            400, 'Send {"user_id": "<id>"} to choose who approves, or {"user_id": null} to clear.'
+        )
+    if document["user_id"] is None:
+        state.oauth.approver = None
+    else:
+        user = _user(state, document["user_id"])
+        if isinstance(user, str):
+            return _problem(400, user)
+        state.oauth.approver = user.id
+    return json_response(_approver(state))
+
+
+@control.post("/_sandbox/oauth2/expire")
+async def expire_tokens(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    document = await _document(request)
+    if not isinstance(document, dict):
+        return _problem(400, 'Send {} to expire every access token, or {"user_id": "<id>"} for one user\'s.')
+    user_id = None
+    if document.get("user_id") is not None:
+        user = _user(state, document["user_id"])
+        if isinstance(user, str):
+            return _problem(400, user)
+        user_id = user.id
+    return json_response({"expired": state.oauth.expire(user_id)})
+
+
+# -- members -----------------------------------------------------------------------------------
+
+
+class MemberPut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # None keeps an existing member's roles; a new member then has none.
+    roles: list[Snowflake] | None = None
+
+
+def _path_ids(request: web.Request) -> tuple[int, int] | web.Response:
+    guild_id = parse_snowflake(request.match_info["guild_id"])
+    user_id = parse_snowflake(request.match_info["user_id"])
+    if guild_id is None or user_id is None:
+        return _problem(
+            400, "The guild id and the user id in the path must be snowflakes (strings of digits)."
+        )
+    return guild_id, user_id
+
+
+@control.put("/_sandbox/guilds/{guild_id}/members/{user_id}")
+async def put_member(request: web.Request) -> web.Response:
+    """A fixture user joins a guild (201), or a member's roles are set (200): as the owner would,
+    and dispatched on the gateway (GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE) in guilds with the bot."""
+    state = request.app[STATE]
+    ids = _path_ids(request)
+    if isinstance(ids, web.Response):
+        return ids
+    try:
+        body = MemberPut.model_validate(await _document(request))
+    except ValidationError:
+        return _problem(400, 'Send {"roles": ["<role id>", ...]}, or {} to join without roles.')
+    try:
+        member, created = state.put_member(*ids, body.roles)
+    except DiscordError as error:
+        return json_response(error.body(), error.status)
+    except ValueError as error:
+        return _problem(400, str(error))
+    guild = state.guilds[ids[0]]
+    return json_response(
+        {**state.member_json(guild, member), "guild_id": str(guild.id)}, 201 if created else 200
+    )
+
+
+@control.delete("/_sandbox/guilds/{guild_id}/members/{user_id}")
+async def delete_member(request: web.Request) -> web.Response:
+    """A member leaves a guild (GUILD_MEMBER_REMOVE in guilds with the bot); not its owner or the bot."""
+    ids = _path_ids(request)
+    if isinstance(ids, web.Response):
+        return ids
+    try:
+        request.app[STATE].remove_member(*ids)
+    except DiscordError as error:
+        return json_response(error.body(), error.status)
+    except ValueError as error:
+        return _problem(400, str(error))
+    return web.Response(status=204)

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -19,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -26,6 +28,8 @@ from app.discord.snowflake import is_digits
 
 MAX_ROLES = 250
 MAX_SNOWFLAKE = 2**64 - 1
+# The same string as app.sandbox.builtin.CLIENT_SECRET, which imports this module.
+DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 
 
 def _parse_snowflake(value: Any) -> int:
@@ -80,6 +84,22 @@ class Application(Model):
     id: Snowflake
     name: str = Field(min_length=1)
     description: str = ""
+    client_secret: str = Field(default=DEFAULT_CLIENT_SECRET, min_length=1)
+    # Empty: any http(s) redirect URI on a loopback host is accepted (see app.sandbox.oauth_store).
+    redirect_uris: list[str] = Field(default_factory=list)
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _absolute_uris(cls, uris: list[str]) -> list[str]:
+        for uri in uris:
+            parts = urlsplit(uri)
+            if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
+                raise ValueError(
+                    f"redirect URI {uri!r} is not an absolute URI such as http://127.0.0.1:8000/cb"
+                )
+            if parts.fragment:
+                raise ValueError(f"redirect URI {uri!r} has a fragment (#...), which OAuth2 forbids")
+        return uris
 
 
 class RoleTags(Model):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from app.sandbox.bodies import (
 )
 from app.sandbox.errors import DiscordError
 from app.sandbox.faults import Faults
+from app.sandbox.principal import PRINCIPAL, Principal
 from app.sandbox.ratelimit import RateLimiter, limited_body
 from app.sandbox.state import SandboxState
 from app.sandbox.stats import CallStats
@@ -32,8 +34,11 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
 UNMATCHED = "(unmatched route)"
-# Discord serves the gateway URL without a token.
-_PUBLIC_ROUTES = {"GET /gateway"}
+# Discord serves the gateway URL without a token; the OAuth2 endpoints authenticate the client
+# (or nobody, for the browser's authorize page) themselves.
+_PUBLIC_ROUTES = {"GET /gateway", "GET /oauth2/authorize", "POST /oauth2/token", "POST /oauth2/token/revoke"}
+# The routes a user's OAuth2 Bearer token may call; every other route is the bot's alone.
+_BEARER_ROUTES = {"GET /users/@me", "GET /users/@me/guilds"}
 _MAJOR_PARAMETERS = ("channel_id", "guild_id")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,14 +92,31 @@ async def count_and_answer(request: web.Request, handler: Handler) -> web.Stream
         return json_response({"message": "500: Internal Server Error", "code": 0}, 500)
 
 
-def _token(request: web.Request) -> str | None:
+def _principal(request: web.Request, route: str) -> Principal | None:
+    state = request.app[STATE]
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    return credentials if scheme == "Bot" and credentials else None
+    if (
+        scheme == "Bot"
+        and credentials
+        and hmac.compare_digest(credentials.encode(), state.bot.token.encode())
+    ):
+        return Principal(state.bot.id, state.bot.token)
+    # RFC 7235: the scheme name is case-insensitive.
+    if scheme.lower() == "bearer" and credentials and route in _BEARER_ROUTES:
+        pair = state.oauth.access(credentials)
+        if pair is not None:
+            user_id = pair.grant.user_id
+            return Principal(user_id, f"bearer-user:{user_id}", frozenset(pair.scopes))
+    return None
 
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if route_of(request) not in _PUBLIC_ROUTES and _token(request) != request.app[STATE].bot.token:
+    route = route_of(request)
+    principal = _principal(request, route)
+    if principal is not None:
+        request[PRINCIPAL] = principal
+    elif route not in _PUBLIC_ROUTES:
         raise errors.unauthorized()
     return await handler(request)
 
@@ -129,7 +151,8 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = route_of(request)
     major = ":".join(request.match_info.get(name, "") for name in _MAJOR_PARAMETERS)
-    verdict = request.app[LIMITER].check(_token(request) or "", route, major)
+    principal = request.get(PRINCIPAL)
+    verdict = request.app[LIMITER].check("" if principal is None else principal.rate_key, route, major)
     if not verdict.allowed:
         body = limited_body(verdict.retry_after, is_global=verdict.is_global)
         return json_response(body, 429, verdict.headers)
@@ -176,11 +199,6 @@ _POSITIONS = TypeAdapter(list[RolePosition])
 # -- handlers ----------------------------------------------------------------------------------
 
 routes = web.RouteTableDef()
-
-
-@routes.get("/users/@me")
-async def get_current_user(request: web.Request) -> web.Response:
-    return json_response(shapes.current_user_json(request.app[STATE].bot))
 
 
 @routes.delete("/users/@me/guilds/{guild_id}")
@@ -372,12 +390,20 @@ async def update_message(request: web.Request) -> web.Response:
 
 
 def create_rest_app(
-    state: SandboxState, stats: CallStats, faults: Faults, limiter: RateLimiter
+    state: SandboxState,
+    stats: CallStats,
+    faults: Faults,
+    limiter: RateLimiter,
+    extra_routes: Iterable[web.RouteTableDef] = (),
 ) -> web.Application:
+    """The REST app; ``extra_routes`` are route tables of modules that build on this one
+    (``app.sandbox.users``, ``app.sandbox.oauth``), which this module cannot import."""
     app = web.Application(middlewares=[count_and_answer, authenticate, inject_faults, rate_limit])
     app[STATE] = state
     app[STATS] = stats
     app[FAULTS] = faults
     app[LIMITER] = limiter
     app.add_routes(routes)
+    for table in extra_routes:
+        app.add_routes(table)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from app.sandbox import oauth, users
 from app.sandbox.control import GATEWAY, control
 from app.sandbox.faults import Faults
 from app.sandbox.fixture import Fixture
@@ -44,7 +45,10 @@ class Sandbox:
         app[FAULTS] = self.faults
         app[LIMITER] = self.limiter
         app[GATEWAY] = self.gateway
-        app.add_subapp(API_PREFIX, create_rest_app(self.state, self.stats, self.faults, self.limiter))
+        extra_routes = (users.routes, oauth.api_routes)
+        rest = create_rest_app(self.state, self.stats, self.faults, self.limiter, extra_routes)
+        app.add_subapp(API_PREFIX, rest)
+        app.router.add_routes(oauth.authorize_routes)
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/gateway/resume", self.gateway.handle)
         app.add_routes(control)

@@ -34,9 +34,18 @@ def user_json(user: User) -> JSON:
     return data
 
 
-def current_user_json(bot: BotUser) -> JSON:
-    data = user_json(bot)
-    data.update({"mfa_enabled": False, "locale": "en-US", "verified": True, "email": None, "premium_type": 0})
+def user_email(user: User) -> str | None:
+    """A user's address for the ``email`` scope: made up, on a domain that can never exist."""
+    return None if user.bot else f"{user.username}@sandbox.invalid"
+
+
+def current_user_json(user: User, *, with_email: bool = True) -> JSON:
+    """``GET /users/@me``: for the bot, or for a Bearer token's user; ``verified`` and ``email``
+    come only with the ``email`` scope, as on Discord."""
+    data = user_json(user)
+    data.update({"mfa_enabled": False, "locale": "en-US", "premium_type": 0})
+    if with_email:
+        data.update({"verified": True, "email": user_email(user)})
     return data
 
 
@@ -53,7 +62,7 @@ def application_json(application: Application, bot: BotUser, owner: User) -> JSO
         "verify_key": "0" * 64,
         "flags": 0,
         "flags_new": "0",
-        "redirect_uris": [],
+        "redirect_uris": list(application.redirect_uris),
         "interactions_endpoint_url": None,
         "role_connections_verification_url": None,
         "owner": user_json(owner),
@@ -198,6 +207,24 @@ def guild_json(guild: Guild, roles: list[Role], application_id: int | None = Non
         "stickers": [],
         "incidents_data": None,
     }
+
+
+def partial_guild_json(
+    guild: Guild, *, owner: bool, permissions: int, counts: tuple[int, int] | None = None
+) -> JSON:
+    """One guild of ``GET /users/@me/guilds``; ``counts`` are (members, presences) for ``with_counts``."""
+    data: JSON = {
+        "id": str(guild.id),
+        "name": guild.name,
+        "icon": guild.icon,
+        "banner": None,
+        "owner": owner,
+        "permissions": str(permissions),
+        "features": [],
+    }
+    if counts is not None:
+        data["approximate_member_count"], data["approximate_presence_count"] = counts
+    return data
 
 
 def message_json(message: Message, channel_id: int, author: User, mentioned: list[User]) -> JSON:

@@ -2,7 +2,8 @@
 
 Every change is reported to a listener as the gateway dispatch Discord would send
 (``GUILD_ROLE_CREATE``, ``CHANNEL_UPDATE``, ...), so REST and the gateway never disagree.
-The acting user is always the bot: the sandbox has no user-token REST.
+The acting user is always the bot: users' OAuth2 Bearer tokens only read (``app.sandbox.users``),
+and users join or leave guilds only through the control API.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from app.sandbox.fixture import (
     User,
 )
 from app.sandbox.mentions import resolve_mentions
+from app.sandbox.oauth_store import OAuthStore
 from app.sandbox.snowflake import SnowflakeGenerator
 
 # Gateway intents (Discord's bit values) that gate each kind of dispatch.
@@ -152,6 +154,7 @@ class SandboxState:
             channel_id: guild.id for guild in self.guilds.values() for channel_id in guild.channels
         }
         self.ids = SnowflakeGenerator()
+        self.oauth = OAuthStore()
         self._listeners: list[Listener] = []
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -447,6 +450,72 @@ class SandboxState:
             event["guild_id"] = str(guild.id)
             self._dispatch(Dispatch("GUILD_MEMBER_UPDATE", event, guild.id, GUILD_MEMBERS, user_id=user_id))
         return guild, member
+
+    def _dispatch_member_event(self, guild: GuildState, name: str, data: dict[str, Any]) -> None:
+        # Sessions only hear about guilds the bot is in.
+        if self.bot.id in guild.members:
+            self._dispatch(Dispatch(name, {**data, "guild_id": str(guild.id)}, guild.id, GUILD_MEMBERS))
+
+    def put_member(self, guild_id: int, user_id: int, roles: list[int] | None) -> tuple[Member, bool]:
+        """A user joins a guild, or an existing member's roles are set (the control API, acting as
+        the guild's owner: no permission checks). Returns the member and whether it is new."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            raise errors.unknown("guild")
+        user = self.users.get(user_id)
+        if user is None:
+            raise errors.unknown("user")
+        if user_id == self.bot.id:
+            raise ValueError(
+                "The bot's memberships come from the fixture; change its roles with "
+                "PATCH /api/v10/guilds/{guild_id}/members/{user_id}."
+            )
+        wanted = None if roles is None else list(dict.fromkeys(roles))
+        for role_id in wanted or []:
+            role = guild.roles.get(role_id)
+            if role is None or role.id == guild.id:
+                raise ValueError(f"Guild {guild.id} has no role {role_id} to give (@everyone is implied).")
+            if role.managed:
+                raise ValueError(
+                    f"Role {role.name!r} is managed by an integration; nobody can give it by hand."
+                )
+        member = guild.members.get(user_id)
+        if member is None:
+            member = Member(user_id=user_id, roles=wanted or [], joined_at=datetime.now(UTC))
+            guild.members[user_id] = member
+            self._dispatch_member_event(guild, "GUILD_MEMBER_ADD", self.member_json(guild, member))
+            return member, True
+        if wanted is not None and wanted != member.roles:
+            member.roles = wanted
+            event = self.member_json(guild, member)
+            self._dispatch_member_event(guild, "GUILD_MEMBER_UPDATE", event)
+        return member, False
+
+    def remove_member(self, guild_id: int, user_id: int) -> None:
+        """A user leaves a guild (the control API); overwrites for them go too, as a fixture
+        cannot name a member overwrite for someone who is not a member."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            raise errors.unknown("guild")
+        member = self.member(guild, user_id)
+        if user_id == self.bot.id:
+            raise ValueError(
+                "The bot leaves a guild through DELETE /api/v10/users/@me/guilds/{guild_id}, "
+                "not through the control API."
+            )
+        if user_id == guild.guild.owner_id:
+            raise ValueError(f"User {user_id} owns guild {guild.id}, and an owner cannot leave their guild.")
+        del guild.members[member.user_id]
+        for channel in guild.channels.values():
+            kept = [o for o in channel.permission_overwrites if not (o.type == 1 and o.id == user_id)]
+            if len(kept) != len(channel.permission_overwrites):
+                channel.permission_overwrites = kept
+                if self.bot.id in guild.members:
+                    data = shapes.channel_json(channel, guild.id)
+                    self._dispatch(Dispatch("CHANNEL_UPDATE", data, guild.id, GUILDS))
+        self._dispatch_member_event(
+            guild, "GUILD_MEMBER_REMOVE", {"user": shapes.user_json(self.users[user_id])}
+        )
 
     # -- messages -------------------------------------------------------------------------------
 

@@ -199,12 +199,13 @@ def run_bot(args: argparse.Namespace, settings: Settings) -> int:
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from app.api.app import create_app
+    from app.api.app import create_app, server_config
     from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
-    from app.settings import require_token
+    from app.settings import require_secret_key, require_token
 
     try:
         token = require_token(settings)
+        require_secret_key(settings)
     except SettingsError as error:
         print(f"polly api: {error}", file=sys.stderr)
         return 2
@@ -230,19 +231,14 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     except DiscordRestError as error:
         print(f"polly api: Discord is unreachable ({error}); starting degraded.", file=sys.stderr)
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        lifespan="on",
-        # Subscription messages are small and sent to many sockets at once; per-socket
-        # compression contexts would cost memory and a deflate per send.
-        ws_per_message_deflate=False,
+    config = server_config(
+        create_app(settings), settings, host=args.host, port=args.port, log_level=settings.log_level.lower()
     )
-    uvicorn.Server(config).run()
-    return 0
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn ends with "Application startup failed" when the lifespan could not open what the
+    # API needs (the database, most likely); the reason is logged above.
+    return 0 if server.started else 3
 
 
 def run_sandbox(args: argparse.Namespace, settings: Settings | None) -> int:

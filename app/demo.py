@@ -13,24 +13,28 @@ import contextlib
 import logging
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as redis
 import uvicorn
 
-from app.api.app import create_app
+from app.api.app import create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
 from app.sandbox.bodies import RoleFields
-from app.sandbox.builtin import default_fixture
+from app.sandbox.builtin import CLIENT_SECRET, default_fixture
 from app.sandbox.server import Sandbox
 from app.sandbox.state import SandboxState
-from app.settings import Settings
+from app.settings import Settings, database_url
+from app.storage.api_keys import ApiKeyStore
+from app.storage.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +127,16 @@ async def churn(state: SandboxState, every: float) -> None:
             state.update_role(guild.id, role.id, RoleFields(mentionable=not role.mentionable), as_owner=True)
 
 
+async def demo_key(settings: Settings, guild_ids: list[int]) -> str:
+    database = Database(database_url(settings))
+    try:
+        await database.upgrade()
+        _, token = await ApiKeyStore(database).create(guild_ids, ["roles:read"], name="polly demo")
+    finally:
+        await database.close()
+    return token
+
+
 async def run_demo(options: DemoOptions) -> None:
     fixture = default_fixture()
     sandbox = Sandbox(fixture)
@@ -134,54 +148,9 @@ async def run_demo(options: DemoOptions) -> None:
         loop.add_signal_handler(signum, stop.set)
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with embedded_redis(options.redis) as (redis_url, client, redis_kind):
-            settings = Settings(
-                discord_api_url=sandbox.api_url,
-                discord_gateway_url=sandbox.gateway_url,
-                discord_token=fixture.bot.token,
-                redis_url=redis_url,
-            )
-            bot_client = None if client is None else redis.Redis(connection_pool=client.connection_pool)
-            tasks.append(
-                asyncio.create_task(run_bot(settings, stop, handle_signals=False, redis_client=bot_client))
-            )
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(settings, redis_client=client),
-                    host=options.host,
-                    port=options.port,
-                    log_level="warning",
-                    lifespan="on",
-                    ws_per_message_deflate=False,
-                )
-            )
-            api = asyncio.create_task(server.serve())
-            # uvicorn says it started through a flag, not an event.
-            while not server.started and not api.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            if api.done():
-                api.result()
-                return
-            if options.churn:
-                tasks.append(asyncio.create_task(churn(sandbox.state, options.churn_every)))
-            base = f"http://{options.host}:{options.port}"
-            print(
-                "Polly demo is running.\n"
-                f"  the live role dropdown   {base}/\n"
-                f"  GraphQL (GraphiQL)       {base}/graphql\n"
-                f"  Discord sandbox          {sandbox.url}/_sandbox/fixture\n"
-                f"  Redis                    {redis_kind}\n"
-                + (
-                    "  Roles of Polly Playground change every few seconds (--churn).\n"
-                    if options.churn
-                    else ""
-                )
-                + "Press Ctrl+C to stop.",
-                flush=True,
-            )
-            await stop.wait()
-            server.should_exit = True
-            await api
+        # Keys and sessions of a demo live as long as the demo.
+        with tempfile.TemporaryDirectory(prefix="polly-demo-data-") as data_dir:
+            await serve_stack(options, sandbox, stop, tasks, Path(data_dir))
     finally:
         stop.set()
         for task in tasks:
@@ -189,3 +158,59 @@ async def run_demo(options: DemoOptions) -> None:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await sandbox.stop()
+
+
+async def serve_stack(
+    options: DemoOptions,
+    sandbox: Sandbox,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+    data_dir: Path,
+) -> None:
+    fixture = sandbox.fixture
+    async with embedded_redis(options.redis) as (redis_url, client, redis_kind):
+        settings = Settings(
+            discord_api_url=sandbox.api_url,
+            discord_gateway_url=sandbox.gateway_url,
+            discord_token=fixture.bot.token,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            # Fresh for each run: sessions of an earlier demo are not honoured.
+            secret_key=secrets.token_urlsafe(32),
+            discord_client_secret=CLIENT_SECRET,
+        )
+        bot_client = None if client is None else redis.Redis(connection_pool=client.connection_pool)
+        tasks.append(
+            asyncio.create_task(run_bot(settings, stop, handle_signals=False, redis_client=bot_client))
+        )
+        key = await demo_key(settings, [guild.id for guild in fixture.guilds])
+        app = create_app(settings, redis_client=client)
+        server = uvicorn.Server(
+            server_config(app, settings, host=options.host, port=options.port, log_level="warning")
+        )
+        api = asyncio.create_task(server.serve())
+        # uvicorn says it started through a flag, not an event.
+        while not server.started and not api.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if api.done():
+            api.result()
+            return
+        if options.churn:
+            tasks.append(asyncio.create_task(churn(sandbox.state, options.churn_every)))
+        base = f"http://{options.host}:{options.port}"
+        print(
+            "Polly demo is running.\n"
+            f"  the live role dropdown   {base}/\n"
+            f"  GraphQL (GraphiQL)       {base}/graphql\n"
+            f"  Discord sandbox          {sandbox.url}/_sandbox/fixture\n"
+            f"  Redis                    {redis_kind}\n"
+            "  Log in with Discord on the page as any sandbox user (alice owns Polly Playground),\n"
+            "  or call the API with a key for every guild (roles:read):\n"
+            f"  Authorization: Bearer {key}\n"
+            + ("  Roles of Polly Playground change every few seconds (--churn).\n" if options.churn else "")
+            + "Press Ctrl+C to stop.",
+            flush=True,
+        )
+        await stop.wait()
+        server.should_exit = True
+        await api

@@ -139,7 +139,7 @@ def run_way(way: str, args: argparse.Namespace) -> dict[str, Any]:
 
         async def main() -> tuple[int, int]:
             limits = httpx.Limits(max_connections=200)
-            async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            async with httpx.AsyncClient(timeout=60, limits=limits, headers=stack.auth) as client:
                 if way != "no cache":
                     return await play(queries, changes, sandbox, graphql_answer(api, client))
                 token = fixture["bot"]["token"]

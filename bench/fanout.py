@@ -44,6 +44,7 @@ def start_clients(
     for share in _split(count, CLIENT_PROCESSES):
         stack.spawn(
             [sys.executable, "-m", "bench.ws_clients", url, str(share), str(events), subscribe],
+            {"POLLY_BENCH_AUTHORIZATION": stack.auth.get("Authorization", "")},
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
         )
@@ -141,22 +142,23 @@ def main() -> None:
     counts = [int(n) for n in args.counts.split(",")]
 
     results: dict[int, dict[str, Any]] = {}
-    with Stack() as stack, httpx.Client(timeout=60) as http:
+    with Stack() as stack:
         redis_url = stack.redis()
         sandbox = stack.sandbox(None)
         stack.bot(sandbox, redis_url)
         api = stack.api(sandbox, redis_url)
+        http = stack.enter_context(httpx.Client(timeout=60, headers=stack.auth))
         api_pid = stack.last.pid
         fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
         guild = fixture["guilds"][0]
         role = next(r["id"] for r in guild["roles"] if r["name"] == "Poll Voters")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the bot has written the guilds through
-            body = httpx.post(f"{api}/graphql", json={"query": "{ botGuilds { id } }"}).json()
+            body = http.post(f"{api}/graphql", json={"query": "{ botGuilds { id } }"}).json()
             if len(body["data"]["botGuilds"]) == len(fixture["guilds"]) - 1:
                 break
             time.sleep(0.2)
-        roles = httpx.post(
+        roles = http.post(
             f"{api}/graphql", json={"query": f'{{ pingableRoles(guildId: "{guild["id"]}") {{ id name }} }}'}
         ).json()["data"]["pingableRoles"]
         bare_port = free_port()

@@ -91,12 +91,32 @@ class Stack(contextlib.ExitStack):
         wait_for(f"{url}/_sandbox/stats")
         return url
 
+    _data_dir: str | None = None
+    auth: dict[str, str] = {}
+
     def api(self, sandbox_url: str, redis_url: str, **settings: str) -> str:
+        """A ``polly api`` process; the APIs of one Stack share a database, and ``self.auth``
+        holds the headers of a key for every sandbox guild."""
+        if self._data_dir is None:
+            self._data_dir = self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-"))
+        access = {
+            "secret_key": "bench-secret-key-" + "x" * 32,
+            "data_dir": self._data_dir,
+            # The benchmarks measure the API, not its rate limiter.
+            "rate_limit_burst": "100000000",
+            "rate_limit_per_second": "100000000",
+        }
+        env = polly_env(sandbox_url, redis_url, {**access, **settings})
+        if not self.auth:
+            guilds = [g["id"] for g in httpx.get(f"{sandbox_url}/_sandbox/fixture").json()["guilds"]]
+            created = subprocess.run(
+                [sys.executable, "-m", "app", "keys", "create", "--scope", "roles:read", "--json",
+                 *(argument for guild in guilds for argument in ("--guild", guild))],
+                cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            self.auth = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
         port = free_port()
-        self.spawn(
-            [sys.executable, "-m", "app", "api", "--port", str(port)],
-            polly_env(sandbox_url, redis_url, settings),
-        )
+        self.spawn([sys.executable, "-m", "app", "api", "--port", str(port)], env)
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/healthz")
         return url

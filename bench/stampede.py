@@ -17,9 +17,9 @@ from bench.processes import Stack, reset_sandbox_stats, sandbox_stats
 QUERY = "query($g: ID!) { pingableRoles(guildId: $g) { id name } }"
 
 
-async def fire(urls: list[str], guild_id: str, count: int) -> tuple[int, float]:
+async def fire(urls: list[str], guild_id: str, count: int, auth: dict[str, str]) -> tuple[int, float]:
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=60, headers=auth) as client:
         started = time.perf_counter()
 
         async def one(n: int) -> bool:
@@ -45,12 +45,12 @@ def main() -> None:
         guilds = [g["id"] for g in httpx.get(f"{sandbox}/_sandbox/fixture").json()["guilds"]]
 
         reset_sandbox_stats(sandbox)
-        answered, _ = asyncio.run(fire(apis[:1], guilds[0], 1))
+        answered, _ = asyncio.run(fire(apis[:1], guilds[0], 1, stack.auth))
         single = sandbox_stats(sandbox)
         assert answered == 1
 
         reset_sandbox_stats(sandbox)
-        answered, elapsed = asyncio.run(fire(apis, guilds[1], args.queries))
+        answered, elapsed = asyncio.run(fire(apis, guilds[1], args.queries, stack.auth))
         stampede = sandbox_stats(sandbox)
 
     print(f"{args.queries} concurrent pingableRoles queries, one cold guild, two API processes, one Redis")

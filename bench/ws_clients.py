@@ -21,6 +21,9 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+# The API key the subscribers present (bench/fanout.py passes the Stack's).
+AUTHORIZATION = os.environ.get("POLLY_BENCH_AUTHORIZATION", "")
+
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     mask = os.urandom(4)
@@ -52,7 +55,9 @@ class Subscriber(asyncio.Protocol):
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+            + (f"Authorization: {AUTHORIZATION}\r\n" if AUTHORIZATION else "")
+            + "\r\n"
         )
         transport.write(request.encode())  # type: ignore[attr-defined]
 

@@ -1,5 +1,7 @@
 // The live role dropdown: pingableRoles fills it, guildRolesChanged keeps it right.
 // graphql-ws (loaded as a browser build by index.html) speaks graphql-transport-ws.
+// Signed in with Discord (the session cookie goes with every request and the WebSocket), the
+// page lists the guilds the user shares with the bot.
 
 const $ = (id) => document.getElementById(id);
 const endpoint = new URL("/graphql", location.href);
@@ -71,35 +73,39 @@ if (!window.graphqlWs) {
   throw new Error("graphql-ws is not loaded");
 }
 
-const client = window.graphqlWs.createClient({
-  url: socketUrl,
-  lazy: false,
-  keepAlive: 10_000,
-  retryAttempts: Infinity,
-  shouldRetry: () => true,
-  retryWait: async (retries) => new Promise((done) => setTimeout(done, Math.min(500 * 2 ** retries, 5_000))),
-  on: {
-    connecting: () => setConnection(state.everConnected ? "reconnecting" : "connecting"),
-    connected: (_socket, _payload, wasRetry) => {
-      state.everConnected = true;
-      setConnection("live");
-      // After a drop, ask for what was missed since the last event seen (or for the whole
-      // list, if none was seen).
-      if (wasRetry && state.guildId) subscribe();
+let client = null;
+
+function connect() {
+  client = window.graphqlWs.createClient({
+    url: socketUrl,
+    lazy: false,
+    keepAlive: 10_000,
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    retryWait: async (retries) => new Promise((done) => setTimeout(done, Math.min(500 * 2 ** retries, 5_000))),
+    on: {
+      connecting: () => setConnection(state.everConnected ? "reconnecting" : "connecting"),
+      connected: (_socket, _payload, wasRetry) => {
+        state.everConnected = true;
+        setConnection("live");
+        // After a drop, ask for what was missed since the last event seen (or for the whole
+        // list, if none was seen).
+        if (wasRetry && state.guildId) subscribe();
+      },
+      closed: (event) => {
+        // Made again, with `since`, once reconnected.
+        state.unsubscribe?.();
+        state.unsubscribe = null;
+        if ([4400, 4401, 4409, 4429, 1011].includes(event?.code)) {
+          setConnection("error", "disconnected");
+          say(`The server closed the connection (${event.code} ${event.reason}); reload the page.`);
+        } else {
+          setConnection("reconnecting");
+        }
+      },
     },
-    closed: (event) => {
-      // Made again, with `since`, once reconnected.
-      state.unsubscribe?.();
-      state.unsubscribe = null;
-      if ([4400, 4401, 4409, 4429, 1011].includes(event?.code)) {
-        setConnection("error", "disconnected");
-        say(`The server closed the connection (${event.code} ${event.reason}); reload the page.`);
-      } else {
-        setConnection("reconnecting");
-      }
-    },
-  },
-});
+  });
+}
 
 let subscriptions = 0;
 
@@ -153,11 +159,29 @@ function choose() {
   subscribe();
 }
 
+async function signedIn() {
+  const { viewer } = await query("{ viewer { name } }");
+  $("login").hidden = Boolean(viewer);
+  $("logout").hidden = !viewer;
+  $("viewer").textContent = viewer ? viewer.name : "";
+  return Boolean(viewer);
+}
+
+async function logOut() {
+  await fetch("/auth/logout", { method: "POST" });
+  location.reload();
+}
+
 async function start() {
   try {
+    if (!(await signedIn())) {
+      setConnection("signed-out", "signed out");
+      return say("Log in with Discord to see the roles of your guilds.");
+    }
+    connect();
     const data = await query("{ botGuilds { id name channels { id name type } } }");
     state.guilds = data.botGuilds;
-    if (!state.guilds.length) return say("The bot is in no guild yet (is polly bot running?).");
+    if (!state.guilds.length) return say("The bot is in none of your guilds yet (is polly bot running?).");
     fill($("guild"), state.guilds.map((g) => [g.id, g.name]), false);
     choose();
   } catch (error) {
@@ -165,6 +189,7 @@ async function start() {
   }
 }
 
+$("logout").addEventListener("click", logOut);
 $("guild").addEventListener("change", choose);
 $("channel").addEventListener("change", choose);
 start();

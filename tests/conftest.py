@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json as json_lib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,19 @@ import redis
 import redis.asyncio as aioredis
 import uvicorn
 from pytest_redis import factories
-from starlette.applications import Starlette
 
-from app.api.app import Services, create_app
+from app.api.app import PollyApp, Services, create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
 from app.roles.snapshot import GuildSnapshot
-from app.sandbox.builtin import default_fixture
+from app.sandbox.builtin import CLIENT_SECRET, default_fixture
 from app.sandbox.fixture import Fixture
 from app.sandbox.ratelimit import RateLimitConfig
 from app.sandbox.server import Sandbox
 from app.sandbox.shapes import role_json
-from app.settings import Settings
+from app.settings import Settings, database_url
+from app.storage.api_keys import ApiKeyStore
+from app.storage.database import Database
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,17 +155,36 @@ def redis_url(redis_server: Any) -> str:
     return f"redis://{redis_server.host}:{redis_server.port}/0"
 
 
-class RunningApi:
-    """``polly api``'s application served by uvicorn on a real socket, with an HTTP client."""
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 
-    def __init__(self, app: Starlette, server: uvicorn.Server, sandbox: Sandbox, settings: Settings) -> None:
+
+async def create_key(settings: Settings, guild_ids: list[int], scopes: list[str], name: str = "test") -> str:
+    """An API key in the API's own database, as ``polly keys create`` makes one; its token."""
+    database = Database(database_url(settings))
+    try:
+        await database.upgrade()
+        _, token = await ApiKeyStore(database).create(guild_ids, scopes, name=name)
+    finally:
+        await database.close()
+    return token
+
+
+class RunningApi:
+    """``polly api``'s application served by uvicorn on a real socket, with an HTTP client that
+    sends an API key for every fixture guild (``roles:read``)."""
+
+    def __init__(
+        self, app: PollyApp, server: uvicorn.Server, sandbox: Sandbox, settings: Settings, key: str
+    ) -> None:
         self.app = app
         self.server = server
         self.sandbox = sandbox
         self.settings = settings
+        self.key = key
+        self.auth = {"Authorization": f"Bearer {key}"}
         port = server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.client = httpx.AsyncClient(base_url=self.url, timeout=30)
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=30, headers=self.auth)
 
     @property
     def services(self) -> Services:
@@ -189,25 +210,32 @@ class RunningApi:
 
 
 async def start_api(sandbox: Sandbox, redis_url: str, *, port: int = 0, **overrides: Any) -> RunningApi:
+    defaults: dict[str, Any] = {
+        "secret_key": TEST_SECRET_KEY,
+        "discord_client_secret": CLIENT_SECRET,
+        # Tests fire bursts on purpose; the rate limiter's own tests set tight limits.
+        "rate_limit_burst": 1_000_000,
+        "rate_limit_per_second": 1_000_000.0,
+    }
+    if "data_dir" not in overrides and "database_url" not in overrides:
+        defaults["data_dir"] = Path(tempfile.mkdtemp(prefix="polly-test-data-"))
     settings = Settings(
         discord_api_url=sandbox.api_url,
         discord_gateway_url=sandbox.gateway_url,
         discord_token=sandbox.fixture.bot.token,
         redis_url=redis_url,
-        **overrides,
+        **{**defaults, **overrides},
     )
     app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws_per_message_deflate=False
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-    running = RunningApi(app, server, sandbox, settings)
+    key = await create_key(settings, [guild.id for guild in sandbox.fixture.guilds], ["roles:read"])
+    running = RunningApi(app, server, sandbox, settings, key)
     running.task = task  # type: ignore[attr-defined]
     return running
 
@@ -220,11 +248,13 @@ async def stop_api(api: RunningApi) -> None:
 
 @pytest_asyncio.fixture
 async def api_factory(
-    sandbox: Sandbox, redis_url: str
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[RunningApi]]]:
     started: list[RunningApi] = []
 
     async def make(**overrides: Any) -> RunningApi:
+        # The APIs of one test share a database, as the processes of one deployment do.
+        overrides.setdefault("data_dir", tmp_path / "data")
         running = await start_api(sandbox, overrides.pop("redis_url", redis_url), **overrides)
         started.append(running)
         return running

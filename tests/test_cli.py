@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from tests.conftest import REPO, wait_until
+from tests.conftest import REPO, TEST_SECRET_KEY, wait_until
 
 POLLY = [sys.executable, "-m", "app"]
 
@@ -144,8 +145,19 @@ def test_api_with_a_wrong_setting_names_it() -> None:
     assert result.returncode == 2 and "POLLY_ROLE_CACHE_TTL" in result.stderr
 
 
+def test_api_refuses_to_start_without_a_secret_key() -> None:
+    for secret in ("", "too-short"):
+        result = run("api", env={"POLLY_DISCORD_TOKEN": "x", "POLLY_SECRET_KEY": secret})
+        assert result.returncode == 2
+        assert "POLLY_SECRET_KEY must be set" in result.stderr and "Traceback" not in result.stderr
+
+
 async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
-    env = {"POLLY_DISCORD_TOKEN": "not-the-token", "POLLY_DISCORD_API_URL": sandbox.api_url}
+    env = {
+        "POLLY_DISCORD_TOKEN": "not-the-token",
+        "POLLY_DISCORD_API_URL": sandbox.api_url,
+        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
+    }
     process = await asyncio.create_subprocess_exec(
         *POLLY,
         "api",
@@ -185,7 +197,10 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
                 banner += await process.stdout.readline()
         assert f"{api}/".encode() in banner
         assert (b"fakeredis" in banner) == (redis == "fakeredis")
-        async with aiohttp.ClientSession() as session:
+        key = re.search(rb"Authorization: Bearer (polly_\S+)", banner)
+        assert key is not None
+        auth = {"Authorization": f"Bearer {key[1].decode()}"}
+        async with aiohttp.ClientSession(headers=auth) as session:
 
             async def ask(query: str) -> dict[str, Any]:
                 async with session.post(f"{api}/graphql", json={"query": query}) as response:

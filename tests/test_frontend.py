@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -57,9 +58,14 @@ def _free_port() -> int:
         return port
 
 
-async def open_stub(browser: Browser, api: RunningApi) -> Page:
+async def open_stub(browser: Browser, api: RunningApi, user: str = "alice") -> Page:
+    """The stub, logged in with Discord (the sandbox's consent page) as ``user``."""
     page = await browser.new_page()
     await page.goto(f"{api.url}/")
+    await expect(page.locator("#connection")).to_have_text("signed out", timeout=10_000)
+    await page.get_by_role("link", name="Log in with Discord").click()
+    await page.get_by_role("link", name=f"(@{user})").click()
+    await expect(page.locator("#viewer")).to_have_text(user.capitalize(), timeout=10_000)
     await expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
     await expect(page.locator("#role option").first).to_be_attached(timeout=10_000)
     # Marks this page load: a reload would lose it.
@@ -81,12 +87,8 @@ async def test_the_dropdown_follows_a_rename_without_a_reload(
 ) -> None:
     await bot_factory(redis_url)
     page = await open_stub(browser, api)
-    assert await page.locator("#guild option").all_text_contents() == [
-        "Polly Playground",
-        "Quiet Corner",
-        "Polly HQ",
-        "Big Guild",
-    ]
+    # Alice's guilds that the bot is in; not Polly HQ or Big Guild, where she is no member.
+    assert await page.locator("#guild option").all_text_contents() == ["Polly Playground", "Quiet Corner"]
     assert "Poll Voters" in await role_names(page)
 
     playground = guild_id(fixture, "Polly Playground")
@@ -111,10 +113,11 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
     http: SandboxHttp,
     browser: Browser,
     fixture: Fixture,
+    tmp_path: Path,
 ) -> None:
     await bot_factory(redis_url)
     port = _free_port()
-    api = await start_api(sandbox, redis_url, port=port)
+    api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
     try:
         page = await open_stub(browser, api)
         playground = guild_id(fixture, "Polly Playground")
@@ -128,7 +131,7 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
         # Missed while the API is down (the bot still writes the event to the stream).
         await http.call("PATCH", f"/guilds/{playground}/roles/{events}", json={"name": "Party Pings"})
 
-        api = await start_api(sandbox, redis_url, port=port)
+        api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         await expect(page.locator("#role")).to_contain_text("Party Pings", timeout=5_000)
         assert await page.evaluate("window.loadedOnce") is True
@@ -146,10 +149,11 @@ async def test_a_drop_before_any_change_still_ends_with_the_current_list(
     http: SandboxHttp,
     browser: Browser,
     fixture: Fixture,
+    tmp_path: Path,
 ) -> None:
     await bot_factory(redis_url)
     port = _free_port()
-    api = await start_api(sandbox, redis_url, port=port)
+    api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
     try:
         page = await open_stub(browser, api)
         await stop_api(api)
@@ -157,7 +161,7 @@ async def test_a_drop_before_any_change_still_ends_with_the_current_list(
         playground = guild_id(fixture, "Polly Playground")
         quiet = role_id(fixture, "Polly Playground", "Quiet Folk")
         await http.call("PATCH", f"/guilds/{playground}/roles/{quiet}", json={"name": "Loud Folk"})
-        api = await start_api(sandbox, redis_url, port=port)
+        api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         await expect(page.locator("#role")).to_contain_text("Loud Folk", timeout=5_000)
         assert await page.evaluate("window.loadedOnce") is True

@@ -215,7 +215,8 @@ async def test_one_request_reads_a_bounded_number_of_guilds(api_factory: Any, fi
     fields = " ".join(f'g{n}: pingableRoles(guildId: "{g}") {{ id }}' for n, g in enumerate(ids))
     status, body = await api.query("{ " + fields + " }")
     assert status == 200 and "errors" not in body
-    status, body = await api.query("{ " + fields + ' more: pingableRoles(guildId: "424242") { id } }')
+    fourth = guild_id(fixture, "Big Guild")
+    status, body = await api.query("{ " + fields + f' more: pingableRoles(guildId: "{fourth}") {{ id }} }}')
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "at most 3 guilds" in body["errors"][0]["message"]

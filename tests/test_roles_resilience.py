@@ -18,7 +18,8 @@ from pytest_redis.executor import RedisExecutor
 
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from tests.conftest import REPO, RunningApi, SandboxHttp, guild_id, wait_until
+from app.settings import Settings
+from tests.conftest import REPO, TEST_SECRET_KEY, RunningApi, SandboxHttp, create_key, guild_id, wait_until
 
 PINGABLE = "query($g: ID!) { pingableRoles(guildId: $g) { name } }"
 
@@ -42,8 +43,14 @@ def _free_port() -> int:
 
 
 @pytest_asyncio.fixture
-async def two_api_processes(sandbox: Sandbox, redis_url: str) -> AsyncIterator[list[str]]:
-    """Two ``polly api`` processes sharing one Redis, talking to the sandbox."""
+async def two_api_processes(
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[list[str], dict[str, str]]]:
+    """Two ``polly api`` processes sharing one Redis and one database, talking to the sandbox;
+    and the headers of an API key for every fixture guild."""
+    key = await create_key(
+        Settings(data_dir=tmp_path), [guild.id for guild in sandbox.fixture.guilds], ["roles:read"]
+    )
     env = {
         **os.environ,
         "POLLY_DISCORD_API_URL": sandbox.api_url,
@@ -51,6 +58,9 @@ async def two_api_processes(sandbox: Sandbox, redis_url: str) -> AsyncIterator[l
         "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
         "POLLY_REDIS_URL": redis_url,
         "POLLY_LOG_LEVEL": "WARNING",
+        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
+        "POLLY_DATA_DIR": str(tmp_path),
+        "POLLY_RATE_LIMIT_BURST": "100000",
     }
     ports = [_free_port(), _free_port()]
     processes = [
@@ -71,7 +81,7 @@ async def two_api_processes(sandbox: Sandbox, redis_url: str) -> AsyncIterator[l
                 return statuses == [200, 200]
 
             await wait_until(ready, within=20)
-        yield urls
+        yield urls, {"Authorization": f"Bearer {key}"}
     finally:
         for process in processes:
             if process.returncode is None:
@@ -81,15 +91,16 @@ async def two_api_processes(sandbox: Sandbox, redis_url: str) -> AsyncIterator[l
 
 
 async def test_concurrent_cold_queries_across_processes_cause_one_fill(
-    two_api_processes: list[str], sandbox: Sandbox, fixture: Fixture
+    two_api_processes: tuple[list[str], dict[str, str]], sandbox: Sandbox, fixture: Fixture
 ) -> None:
+    urls, auth = two_api_processes
     sandbox.stats.reset()
     big = str(guild_id(fixture, "Big Guild"))
     limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=auth) as client:
 
         async def ask(n: int) -> int:
-            url = two_api_processes[n % 2]
+            url = urls[n % 2]
             query = f"query Q{n}($g: ID!) {{ pingableRoles(guildId: $g) {{ id }} }}"
             response = await client.post(f"{url}/graphql", json={"query": query, "variables": {"g": big}})
             assert "errors" not in response.json()

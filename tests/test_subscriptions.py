@@ -22,7 +22,16 @@ from gql.transport.websockets import WebsocketsTransport
 
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, guild_id, role_id, wait_until
+from tests.conftest import (
+    REPO,
+    TEST_SECRET_KEY,
+    RunningApi,
+    RunningBot,
+    SandboxHttp,
+    guild_id,
+    role_id,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -46,8 +55,15 @@ def ws_url(api: RunningApi | str) -> str:
 class Subscriber:
     """A gql client on one subscription, collecting what it receives."""
 
-    def __init__(self, url: str, variables: dict[str, Any], protocol: str, query: str = CHANGES) -> None:
-        self.transport = WebsocketsTransport(url=url, subprotocols=[protocol])
+    def __init__(
+        self,
+        url: str,
+        variables: dict[str, Any],
+        protocol: str,
+        query: str = CHANGES,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.transport = WebsocketsTransport(url=url, subprotocols=[protocol], headers=headers)
         self.variables = variables
         self.query = query
         self.received: list[dict[str, Any]] = []
@@ -107,12 +123,18 @@ async def subscribers() -> AsyncIterator[list[Subscriber]]:
 
 async def subscribe(
     started: list[Subscriber],
-    url: str,
+    target: RunningApi | str,
     variables: dict[str, Any],
     protocol: str = "graphql-transport-ws",
     query: str = CHANGES,
+    headers: dict[str, str] | None = None,
 ) -> Subscriber:
-    subscriber = await Subscriber(url, variables, protocol, query).start()
+    """Subscribe to ``target``: a running API (with its key) or a WebSocket URL."""
+    if isinstance(target, RunningApi):
+        url, headers = ws_url(target), headers or target.auth
+    else:
+        url = target
+    subscriber = await Subscriber(url, variables, protocol, query, headers).start()
     started.append(subscriber)
     return subscriber
 
@@ -136,7 +158,7 @@ async def test_a_change_arrives_within_a_second_with_the_new_list(
     fixture: Fixture,
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
-    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
+    subscriber = await subscribe(subscribers, api, {"g": str(playground)})
     await held(api, playground)
 
     started = time.monotonic()
@@ -165,7 +187,7 @@ async def test_the_legacy_graphql_ws_protocol_works_too(
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
     artists = role_id(fixture, "Quiet Corner", "Artists")
-    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet)}, protocol="graphql-ws")
+    subscriber = await subscribe(subscribers, api, {"g": str(quiet)}, protocol="graphql-ws")
     await held(api, quiet)
     await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Painters"})
     change = await subscriber.next()
@@ -180,7 +202,7 @@ async def test_since_replays_exactly_the_missed_changes_in_order(
     fixture: Fixture,
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
-    first = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
+    first = await subscribe(subscribers, api, {"g": str(playground)})
     await held(api, playground)
     _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Seen"})
     seen = await first.next()
@@ -195,7 +217,7 @@ async def test_since_replays_exactly_the_missed_changes_in_order(
         return len(await gateway_bot.events(playground)) >= 4
 
     await wait_until(all_written, within=2)
-    back = await subscribe(subscribers, ws_url(api), {"g": str(playground), "since": seen["eventId"]})
+    back = await subscribe(subscribers, api, {"g": str(playground), "since": seen["eventId"]})
     replayed = [await back.next() for _ in range(3)]
     assert [c["kind"] for c in replayed] == ["ROLE_UPDATED", "ROLE_UPDATED", "ROLE_DELETED"]
     versions = [c["version"] for c in replayed]
@@ -212,7 +234,7 @@ async def test_a_since_no_longer_kept_starts_with_a_resync(
     gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
-    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet), "since": "1-0"})
+    subscriber = await subscribe(subscribers, api, {"g": str(quiet), "since": "1-0"})
     first = await subscriber.next()
     assert first["kind"] == "GUILD_RESYNCED" and first["roleId"] is None
     assert [r["name"] for r in first["pingableRoles"]] == ["Helpers", "Artists"]
@@ -228,7 +250,7 @@ async def test_bad_subscriptions_get_errors_with_codes(
         ({"g": str(quiet), "since": "yesterday"}, "BAD_USER_INPUT"),
         ({"g": str(quiet), "c": str(channel_in_other_guild(fixture))}, "BAD_USER_INPUT"),
     ):
-        subscriber = await subscribe(subscribers, ws_url(api), variables)
+        subscriber = await subscribe(subscribers, api, variables)
         with pytest.raises(TransportQueryError) as raised:
             await subscriber.next()
         assert raised.value.errors is not None
@@ -244,21 +266,29 @@ def channel_in_other_guild(fixture: Fixture) -> int:
 async def test_protocol_errors_close_with_the_protocols_codes(api_factory: Any) -> None:
     api: RunningApi = await api_factory(connection_init_timeout=0.5)
     url = ws_url(api)
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+    ) as ws:
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ apiVersion }"}}))
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4401  # subscribe before connection_init
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+    ) as ws:
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4408  # no connection_init in time
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+    ) as ws:
         await ws.send("not json")
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4400
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+    ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"type": "ping"}))
@@ -296,12 +326,23 @@ async def test_one_redis_subscription_per_guild_per_process(
         variables = (
             {"g": str(playground)} if n % 2 else {"g": str(playground), "c": str(channels[n % len(channels)])}
         )
-        await subscribe(subscribers, ws_url(api), variables)
+        await subscribe(subscribers, api, variables)
     await held(api, playground)
     numbers = await api.services.redis.pubsub_numsub(f"guild_events:{playground}")
     assert numbers[0][1] == 1
     assert api.services.hub.guilds == 1
-    assert api.services.streaming.fanout.subscribers == 12
+    await joined(api, 12)
+    numbers = await api.services.redis.pubsub_numsub(f"guild_events:{playground}")
+    assert numbers[0][1] == 1
+
+
+async def joined(api: RunningApi, count: int) -> None:
+    """Wait until ``count`` subscribers have joined the API's shared subscriptions."""
+
+    async def all_in() -> bool:
+        return api.services.streaming.fanout.subscribers == count
+
+    await wait_until(all_in, within=5)
 
 
 def _free_port() -> int:
@@ -327,6 +368,9 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
         "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
         "POLLY_REDIS_URL": redis_url,
         "POLLY_LOG_LEVEL": "WARNING",
+        # The same database as the first API, so the same key works on both.
+        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
+        "POLLY_DATA_DIR": str(api.settings.data_dir),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
@@ -343,8 +387,8 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
 
             await wait_until(up, within=20)
         playground = guild_id(fixture, "Polly Playground")
-        here = await subscribe(subscribers, ws_url(api), {"g": str(playground)})
-        there = await subscribe(subscribers, ws_url(other), {"g": str(playground)})
+        here = await subscribe(subscribers, api, {"g": str(playground)})
+        there = await subscribe(subscribers, ws_url(other), {"g": str(playground)}, headers=api.auth)
         await held(api, playground, count=2)
         _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Everywhere"})
         a, b = await here.next(), await there.next()
@@ -372,21 +416,23 @@ async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(
         "colors { primaryColor secondaryColor tertiaryColor } "
         "tags { botId integrationId premiumSubscriber } }",
     )
-    fast = await subscribe(subscribers, ws_url(api), variables, query=query)
+    fast = await subscribe(subscribers, api, variables, query=query)
 
     # The slow one: a small receive buffer, and it stops reading after subscribing.
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect(("127.0.0.1", int(api.url.rsplit(":", 1)[1])))
     raw.setblocking(False)
-    slow = await websockets.connect(ws_url(api), sock=raw, subprotocols=["graphql-transport-ws"], max_queue=1)
+    slow = await websockets.connect(
+        ws_url(api), sock=raw, subprotocols=["graphql-transport-ws"], additional_headers=api.auth, max_queue=1
+    )
     await slow.send(json.dumps({"type": "connection_init"}))
     assert json.loads(await slow.recv())["type"] == "connection_ack"
     await slow.send(
         json.dumps({"id": "s", "type": "subscribe", "payload": {"query": query, "variables": variables}})
     )
     await held(api, big)
-    assert api.services.streaming.fanout.subscribers == 2
+    await joined(api, 2)
 
     roles = [r.id for g in fixture.guilds if g.id == big for r in g.roles if not r.managed and r.id != big]
     changes = 250
@@ -426,7 +472,7 @@ async def test_subscribers_with_the_same_since_each_get_their_replay(
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
     helpers = role_id(fixture, "Quiet Corner", "Helpers")
-    first = await subscribe(subscribers, ws_url(api), {"g": str(quiet)})
+    first = await subscribe(subscribers, api, {"g": str(quiet)})
     await held(api, quiet)
     await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Helpers 0"})
     cursor = (await first.next())["eventId"]
@@ -436,7 +482,7 @@ async def test_subscribers_with_the_same_since_each_get_their_replay(
         await first.next()
     # As pages do after an API restart: the same since, one after the other.
     for _ in range(2):
-        again = await subscribe(subscribers, ws_url(api), {"g": str(quiet), "since": cursor})
+        again = await subscribe(subscribers, api, {"g": str(quiet), "since": cursor})
         replayed = [await again.next() for _ in range(3)]
         # The same three changes the first subscriber saw live (each with the list as it is now).
         assert [(c["kind"], c["roleId"], c["version"], c["eventId"]) for c in replayed] == [
@@ -453,9 +499,7 @@ async def test_an_impossible_since_is_bad_input_and_keeps_the_cache_up(
     gateway_bot: RunningBot, api: RunningApi, subscribers: list[Subscriber], fixture: Fixture
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
-    subscriber = await subscribe(
-        subscribers, ws_url(api), {"g": str(quiet), "since": "99999999999999999999-0"}
-    )
+    subscriber = await subscribe(subscribers, api, {"g": str(quiet), "since": "99999999999999999999-0"})
     with pytest.raises(TransportQueryError) as raised:
         await subscriber.next()
     assert (
@@ -482,7 +526,9 @@ async def test_clients_that_leave_during_setup_leave_nothing_behind(
     }
     for pause in (0, 0.001, 0.005, 0.02):
         for _ in range(3):
-            async with websockets.connect(ws_url(api), subprotocols=["graphql-transport-ws"]) as ws:
+            async with websockets.connect(
+                ws_url(api), subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+            ) as ws:
                 await ws.send(json.dumps({"type": "connection_init"}))
                 await ws.recv()
                 await ws.send(json.dumps(subscribe_message))
@@ -493,7 +539,7 @@ async def test_clients_that_leave_during_setup_leave_nothing_behind(
 
     await wait_until(nothing_left, within=5)
     # And the guild is still subscribed to when someone comes back.
-    subscriber = await subscribe(subscribers, ws_url(api), {"g": str(quiet)})
+    subscriber = await subscribe(subscribers, api, {"g": str(quiet)})
     await held(api, quiet)
     await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Sculptors"})
     assert "Sculptors" in [r["name"] for r in (await subscriber.next())["pingableRoles"]]
@@ -508,7 +554,9 @@ async def test_queries_on_a_long_lived_socket_see_fresh_data(
         "query": "query($g: ID!) { pingableRoles(guildId: $g) { name } }",
         "variables": {"g": str(quiet)},
     }
-    async with websockets.connect(ws_url(api), subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(
+        ws_url(api), subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+    ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
         await ws.recv()
 
@@ -530,7 +578,9 @@ async def test_queries_on_a_long_lived_socket_see_fresh_data(
 
 async def test_the_legacy_protocol_enforces_the_init_timeout_too(api_factory: Any) -> None:
     api: RunningApi = await api_factory(connection_init_timeout=0.5)
-    async with websockets.connect(ws_url(api), subprotocols=["graphql-ws"]) as ws:
+    async with websockets.connect(
+        ws_url(api), subprotocols=["graphql-ws"], additional_headers=api.auth
+    ) as ws:
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4408

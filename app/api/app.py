@@ -11,36 +11,53 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis
+import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import State
-from starlette.requests import HTTPConnection, Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.access.authenticator import Authenticator
+from app.access.cookies import CookieSigner
+from app.access.gatekeeper import Gatekeeper
+from app.access.login import LoginFlow
+from app.access.principal import Principal
+from app.api.auth import AuthRoutes
 from app.api.health import healthz, readyz
+from app.cache.access_cache import AccessCache
 from app.cache.connection import Breaker, open_redis
 from app.cache.event_log import EventLog
+from app.cache.gate import RequestGate
 from app.cache.keys import CacheKeys
 from app.cache.response_cache import ResponseCache
 from app.cache.role_cache import RoleCache
 from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
+from app.discord.oauth import DiscordOAuth
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout
 from app.graphql.http import GraphQLEndpoint
-from app.graphql.schema import schema
+from app.graphql.limits import QueryLimits
+from app.graphql.schema import build_schema
 from app.graphql.streaming import StreamingView, wants_event_stream
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
 from app.roles.service import RoleService, ServiceLimits
-from app.settings import Settings, require_token
+from app.settings import Settings, database_url, require_secret_key, require_token
+from app.storage.api_keys import ApiKeyStore
+from app.storage.database import Database
+from app.storage.login_sessions import LoginSessionStore
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +74,22 @@ class Services:
     hub: EventHub
     graphql: GraphQLEndpoint
     streaming: StreamingView
+    database: Database
+    keys: ApiKeyStore
+    authenticator: Authenticator
+    auth: AuthRoutes
+    oauth: DiscordOAuth | None
 
 
 async def open_services(settings: Settings, client: redis.Redis | None = None) -> Services:
     """Everything the API needs; ``client`` replaces the Redis of ``POLLY_REDIS_URL`` (the demo)."""
+    secret = require_secret_key(settings)
+    database = Database(database_url(settings))
+    try:
+        await database.upgrade()
+    except BaseException:
+        await database.close()
+        raise
     if client is None:
         client = open_redis(
             str(settings.redis_url),
@@ -78,6 +107,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         await discord.open()
     except DiscordUnauthorized:
         await client.aclose()
+        await database.close()
         raise
     except DiscordRestError as error:
         log.warning("Discord is unreachable (%s); starting degraded, logging in on first use.", error)
@@ -102,28 +132,86 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     live = LiveFeed(hub, EventLog(role_cache))
     responses = ResponseCache(role_cache, ttl=settings.role_cache_ttl) if settings.response_cache else None
 
-    def context(scope: str) -> RequestContext:
-        return RequestContext(roles, scope=scope, max_guilds=settings.max_guilds_per_request, live=live)
+    allowed_origins = frozenset(settings.cors_origins) - {"*"}
+    oauth = None
+    if settings.discord_client_secret is not None:
+        oauth = DiscordOAuth(
+            api_url=str(settings.discord_api_url),
+            # A bot's application id is its user id, unless told otherwise.
+            client_id=settings.discord_client_id or (lambda: str(discord.bot_user_id)),
+            client_secret=settings.discord_client_secret.get_secret_value(),
+            timeout=settings.discord_timeout,
+        )
+    keys = ApiKeyStore(database)
+    sessions = LoginSessionStore(database)
+    signer = CookieSigner(secret)
+    authenticator = Authenticator(
+        cache=AccessCache(role_cache),
+        keys=keys,
+        sessions=sessions,
+        signer=signer,
+        oauth=oauth,
+        key_ttl=settings.api_key_cache_ttl,
+        viewer_ttl=settings.viewer_cache_ttl,
+        session_ttl=settings.session_ttl,
+        allowed_origins=allowed_origins,
+    )
+    auth = AuthRoutes(
+        None if oauth is None else LoginFlow(oauth, sessions, signer, authenticator),
+        public_url=None if settings.public_url is None else str(settings.public_url),
+        session_ttl=settings.session_ttl,
+        allowed_origins=allowed_origins,
+    )
+    gate = RequestGate(role_cache, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst)
+    schema = build_schema(
+        QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            max_cost=settings.max_query_cost,
+            introspection=settings.introspection,
+        )
+    )
 
-    def scope_of(connection: HTTPConnection) -> str:
-        return "public"
+    def context(principal: Principal, request_id: str | None = None) -> RequestContext:
+        context = RequestContext(
+            roles, principal=principal, max_guilds=settings.max_guilds_per_request, live=live
+        )
+        if request_id is not None:
+            context.request_id = request_id
+        return context
 
-    endpoint = GraphQLEndpoint(schema, lambda request, scope: context(scope), responses, scope_of)
+    endpoint = GraphQLEndpoint(
+        schema,
+        context,
+        responses,
+        Gatekeeper(authenticator, gate),
+        max_body_bytes=settings.max_body_bytes,
+        max_tokens=settings.max_tokens,
+    )
     streaming = StreamingView(
         schema,
-        Fanout(schema, context, buffer_limit=settings.subscriber_buffer_limit),
-        lambda connection: context(scope_of(connection)),
+        Fanout(schema, buffer_limit=settings.subscriber_buffer_limit),
+        context,
+        authenticator,
+        gate,
         keep_alive_interval=settings.keep_alive_interval,
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
     )
-    return Services(settings, client, discord, role_cache, roles, hub, endpoint, streaming)
+    return Services(
+        settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,
+        authenticator, auth, oauth,
+    )  # fmt: skip
 
 
 async def close_services(services: Services) -> None:
     await services.hub.close()
     await services.discord.close()
+    if services.oauth is not None:
+        await services.oauth.close()
     await services.redis.aclose()
+    await services.database.close()
 
 
 def frontend_directory(settings: Settings) -> Path | None:
@@ -138,20 +226,80 @@ class PollyApp:
     streaming view before Starlette's middleware (which would wrap the raw ASGI ``send`` that
     fan-out writes through)."""
 
-    def __init__(self, starlette: Starlette) -> None:
+    def __init__(self, starlette: Starlette, cors_origins: list[str]) -> None:
         self.starlette = starlette
+        self._handle: ASGIApp = self._dispatch
+        if cors_origins:
+            self._handle = CORSMiddleware(
+                self._dispatch,
+                allow_origins=cors_origins,
+                # Cookies only go with a named origin; browsers refuse credentials with "*".
+                allow_credentials="*" not in cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["Retry-After", "X-Request-Id"],
+                max_age=600,
+            )
 
     @property
     def state(self) -> State:
         return self.starlette.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._handle(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # How long the server took to start answering: the figure limits are judged by.
+                took = (time.perf_counter() - started) * 1000
+                headers = [*message.get("headers", ()), (b"server-timing", f"app;dur={took:.2f}".encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self._handle(scope, receive, timed)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("websocket", "http") and scope["path"] == "/graphql":
             services: Services | None = getattr(self.starlette.state, "services", None)
-            if services is not None and (scope["type"] == "websocket" or wants_event_stream(scope)):
-                await services.streaming(scope, receive, send)
+            if services is not None:
+                if scope["type"] == "websocket" or wants_event_stream(scope):
+                    await services.streaming(scope, receive, send)
+                else:
+                    # The hot path: straight to the endpoint, past Starlette's routing and
+                    # middleware layers, which cost more than a cached answer does.
+                    response = await _graphql_answer(services.graphql, Request(scope, receive))
+                    await response(scope, receive, send)
                 return
         await self.starlette(scope, receive, send)
+
+
+async def _graphql_answer(endpoint: GraphQLEndpoint, request: Request) -> Response:
+    try:
+        return await endpoint.handle(request)
+    except Exception:
+        request_id = secrets.token_hex(8)
+        log.exception("Unexpected error answering /graphql (request %s)", request_id)
+        message = f"Internal error; quote request id {request_id} when reporting it."
+        body = {
+            "errors": [
+                {"message": message, "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}}
+            ]
+        }
+        return JSONResponse(body, 500, headers={"X-Request-Id": request_id})
+
+
+def _auth(
+    action: Callable[[AuthRoutes, Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """A route to one of the login endpoints, which exist once the lifespan has built them."""
+
+    async def endpoint(request: Request) -> Response:
+        return await action(request.app.state.services.auth, request)
+
+    return endpoint
 
 
 def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -> PollyApp:
@@ -175,6 +323,9 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
     routes: list[Any] = [
         # Every method reaches the endpoint, which answers the others in GraphQL's terms.
         Route("/graphql", graphql, methods=HTTP_METHODS),
+        Route("/auth/login", _auth(AuthRoutes.login)),
+        Route("/auth/callback", _auth(AuthRoutes.callback)),
+        Route("/auth/logout", _auth(AuthRoutes.logout), methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
@@ -192,4 +343,23 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
             return JSONResponse({"message": "No front-end stub here; set POLLY_FRONTEND_DIR."}, 404)
 
         routes.append(Route("/", no_page))
-    return PollyApp(Starlette(routes=routes, lifespan=lifespan))
+    return PollyApp(Starlette(routes=routes, lifespan=lifespan), settings.cors_origins)
+
+
+def server_config(
+    app: PollyApp, settings: Settings, *, host: str, port: int, log_level: str
+) -> uvicorn.Config:
+    """How uvicorn serves the API, the same for polly api, the demo and the tests."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        # Subscription messages are small and sent to many sockets at once; per-socket
+        # compression contexts would cost memory and a deflate per send.
+        ws_per_message_deflate=False,
+        # A WebSocket message is a request like any other: the same bound as an HTTP body.
+        ws_max_size=settings.max_body_bytes,
+    )

@@ -107,3 +107,63 @@ redis.call('DEL', KEYS[1])
 return version
 """
 )
+
+# A token bucket per caller, on Redis's own clock so that every API process agrees. A caller
+# holds at most `burst` tokens and gains `rate` a second; a request takes one.
+_TOKEN_BUCKET = """
+local function take(bucket, rate, burst, cost)
+  local now_parts = redis.call('TIME')
+  local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+  local tokens = burst
+  local stored = redis.call('GET', bucket)
+  if stored then
+    local sep = string.find(stored, ':', 1, true)
+    local left = tonumber(string.sub(stored, 1, sep - 1))
+    local at = tonumber(string.sub(stored, sep + 1))
+    tokens = math.min(burst, left + math.max(0, now - at) * rate / 1000)
+  end
+  local allowed = 0
+  local retry = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    retry = math.ceil((cost - tokens) * 1000 / rate)
+  end
+  redis.call('SET', bucket, string.format('%.6f', tokens) .. ':' .. now,
+             'PX', math.ceil(burst * 1000 / rate) + 1000)
+  return allowed, retry
+end
+"""
+
+# KEYS[1]: the bucket; KEYS[2], if given: a cached response, returned when the request is
+# allowed. ARGV: rate, burst, cost. Returns {allowed, retry after in ms, response or false}.
+TAKE_TOKEN = (
+    _TOKEN_BUCKET
+    + """
+local allowed, retry = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local cached = false
+if allowed == 1 and KEYS[2] then cached = redis.call('GET', KEYS[2]) end
+return {allowed, retry, cached}
+"""
+)
+
+# An API key's request in one round trip: its cached record (a hash: record, secret_hash,
+# revoked), its bucket, and the cached response. The bucket is only charged once the secret
+# matches, so nobody can spend a key's requests by knowing its (public) id.
+# KEYS: record, bucket, [response]. ARGV: sha256 of the secret, rate, burst, cost.
+# Returns {'miss'} | {'refused', record} | {'limited', retry ms} | {'ok', record or false, response or false}.
+ADMIT_KEY = (
+    _TOKEN_BUCKET
+    + """
+local found = redis.call('HMGET', KEYS[1], 'record', 'secret_hash', 'revoked')
+if not found[1] then return {'miss'} end
+if found[2] ~= ARGV[1] or found[3] ~= '0' then return {'refused', found[1]} end
+local allowed, retry = take(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if allowed == 0 then return {'limited', retry} end
+local cached = false
+if KEYS[3] then cached = redis.call('GET', KEYS[3]) end
+if cached then return {'ok', false, cached} end
+return {'ok', found[1], false}
+"""
+)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.access.credentials import Credentials
+from app.access.principal import Principal, anonymous
 from app.graphql.loaders import RolesLoader
 from app.live.feed import LiveFeed
 from app.roles.service import RoleService
@@ -16,9 +18,9 @@ from app.roles.snapshot import Stale
 @dataclass
 class RequestContext:
     roles: RoleService
+    # Who asks; every read of guild data is authorized for them (app/access/policy.py).
+    principal: Principal = field(default_factory=lambda: anonymous("internal"))
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
-    # The access scope the answer was computed for; part of the response cache key.
-    scope: str = "public"
     max_guilds: int = 25
     # Live updates; None where a context serves no subscriptions.
     live: LiveFeed | None = None
@@ -27,17 +29,34 @@ class RequestContext:
     # Told each event's id just before its message is yielded, so that a shared subscription
     # knows which event each result belongs to.
     announce: Callable[[str | None], None] | None = None
+    # Set by WebSocket transports to the connection-init payload (credentials may be in it).
+    connection_params: object = None
+    # What the connection presented, for transports that authenticate again later.
+    credentials: Credentials | None = None
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)
     loader: RolesLoader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loader = RolesLoader(self.roles, self.versions, self.stale, max_guilds=self.max_guilds)
+        self.loader = RolesLoader(
+            self.roles, self.versions, self.stale, max_guilds=self.max_guilds, principal=self.principal
+        )
+
+    def act_as(self, principal: Principal) -> None:
+        """The caller proved to be someone else (credentials in a WebSocket's init payload)."""
+        self.principal = principal
+        self.__post_init__()
 
     def fresh(self, **changes: Any) -> RequestContext:
         """A context for one more operation of the same client (a new loader, a new request id)."""
-        base: dict[str, Any] = {"scope": self.scope, "max_guilds": self.max_guilds, "live": self.live}
+        base: dict[str, Any] = {
+            "principal": self.principal,
+            "max_guilds": self.max_guilds,
+            "live": self.live,
+            "connection_params": self.connection_params,
+            "credentials": self.credentials,
+        }
         return RequestContext(self.roles, **{**base, **changes})
 
     @property

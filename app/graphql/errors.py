@@ -7,14 +7,17 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 
-from app.roles.errors import RolesError
+from app.errors import PollyError
 
 log = logging.getLogger(__name__)
 
 
 def error_code(error: GraphQLError) -> str:
+    given = (error.extensions or {}).get("code")
+    if isinstance(given, str) and given:
+        return given  # set where the error was raised (our errors, the query limits)
     original = error.original_error
-    if isinstance(original, RolesError):
+    if isinstance(original, PollyError):
         return original.code
     if isinstance(error, GraphQLSyntaxError):
         return "GRAPHQL_PARSE_FAILED"

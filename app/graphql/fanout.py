@@ -1,7 +1,8 @@
 """Subscriptions shared by every subscriber asking the same thing.
 
-Subscribers whose subscription is the same — document, operation, variables other than
-``since``, and access scope — join one *group*. A group runs the subscription once through
+Subscribers whose subscription is the same — document, operation, and variables other than
+``since`` — join one *group*, whoever they are: what a group sends depends only on the guild,
+and each subscriber is authorized for that guild before joining. A group runs the subscription once through
 Strawberry (one resolver, one Redis subscription of the event hub), serializes each result
 once, and writes it to every member's socket: a frame header and a write per member.
 
@@ -19,7 +20,6 @@ import copy
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +28,20 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLSchema,
+    IntValueNode,
     NullValueNode,
     OperationDefinitionNode,
     OperationType,
+    StringValueNode,
     VariableNode,
     parse,
     validate,
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from app.access.policy import READ_ROLES, authorize
+from app.discord.snowflake import parse_snowflake
+from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.frames import SocketWriter
 from app.graphql.schema import PollySchema
@@ -49,7 +54,7 @@ RESYNC_CHECK_INTERVAL = 0.1
 HELD_LIMIT = 1000  # messages a member holds while its replay runs
 
 Errors = list[dict[str, Any]]
-GroupKey = tuple[str, str, str, bytes]
+GroupKey = tuple[str, str, bytes]
 
 
 def _order(event_id: str | None) -> tuple[int, int]:
@@ -112,12 +117,15 @@ class Shape:
     kind: str  # the response keys of its kind and roleId ("" when not selected)
     role_id: str
     since_variable: str | None  # the variable that gives `since`, if one does
+    guild_variable: str | None  # the variable that gives `guildId`, or None when it is literal
+    guild_literal: str | None
 
 
 @dataclass(frozen=True)
 class Shared:
     key: GroupKey
     shape: Shape
+    guild_id: int  # whose data the group sends: what each member must be allowed to read
     variables: dict[str, Any]  # the group's: without `since`
     since: str | None  # this subscriber's
     replay_variables: dict[str, Any] | None  # this subscriber's own, for its replay
@@ -146,8 +154,13 @@ def _shape(query: str, operation_name: str | None, schema: GraphQLSchema) -> Sha
     ):
         return None
     field = selections[0]
-    since_variable = None
+    since_variable = guild_variable = guild_literal = None
     for argument in field.arguments or ():
+        if argument.name.value == "guildId":
+            if isinstance(argument.value, VariableNode):
+                guild_variable = argument.value.name.value
+            elif isinstance(argument.value, StringValueNode | IntValueNode):
+                guild_literal = argument.value.value
         if argument.name.value == "since":
             if isinstance(argument.value, VariableNode):
                 since_variable = argument.value.name.value
@@ -157,7 +170,14 @@ def _shape(query: str, operation_name: str | None, schema: GraphQLSchema) -> Sha
     for selection in field.selection_set.selections if field.selection_set else ():
         if isinstance(selection, FieldNode) and selection.name.value in keys:
             keys[selection.name.value] = (selection.alias or selection.name).value
-    return Shape((field.alias or field.name).value, keys["kind"], keys["roleId"], since_variable)
+    return Shape(
+        (field.alias or field.name).value,
+        keys["kind"],
+        keys["roleId"],
+        since_variable,
+        guild_variable,
+        guild_literal,
+    )
 
 
 class Group:
@@ -270,16 +290,13 @@ def _payload(result: ExecutionResult) -> bytes:
 
 
 class Fanout:
-    def __init__(
-        self, schema: PollySchema, context: Callable[[str], RequestContext], *, buffer_limit: int = 256 * 1024
-    ) -> None:
+    def __init__(self, schema: PollySchema, *, buffer_limit: int = 256 * 1024) -> None:
         self.schema = schema
-        self._context = context
         self.buffer_limit = buffer_limit
         self.groups: dict[GroupKey, Group] = {}
 
     def shared(
-        self, query: str, variables: dict[str, Any] | None, operation_name: str | None, scope: str
+        self, query: str, variables: dict[str, Any] | None, operation_name: str | None
     ) -> Shared | None:
         """How a subscription joins a group, or None when it is not one to share."""
         if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
@@ -291,6 +308,12 @@ class Fanout:
         since = group_variables.pop(shape.since_variable, None) if shape.since_variable else None
         if since is not None and not isinstance(since, str):
             return None  # not a String: Strawberry reports it, the usual way
+        guild = (
+            shape.guild_literal if shape.guild_variable is None else group_variables.get(shape.guild_variable)
+        )
+        guild_id = parse_snowflake(str(guild)) if isinstance(guild, str | int) else None
+        if guild_id is None:
+            return None  # Strawberry reports the bad id, the usual way
         try:
             canonical = orjson.dumps(group_variables, option=orjson.OPT_SORT_KEYS)
         except TypeError:
@@ -298,25 +321,30 @@ class Fanout:
         replay = None
         if since is not None and shape.since_variable is not None:
             replay = {**group_variables, shape.since_variable: since}
-        return Shared((scope, query, operation_name or "", canonical), shape, group_variables, since, replay)
+        return Shared(
+            (query, operation_name or "", canonical), shape, guild_id, group_variables, since, replay
+        )
 
     async def serve(
-        self, shared: Shared, member: Member, query: str, operation_name: str | None
+        self, shared: Shared, member: Member, query: str, operation_name: str | None, context: RequestContext
     ) -> Errors | None:
-        """Serve ``member`` until its group ends: None when it completed, or the errors that
-        ended it (or ended its replay)."""
+        """Serve ``member`` (a subscriber asking with ``context``) until its group ends: None
+        when it completed, or the errors that ended it (or ended its replay, or refused it)."""
+        try:
+            authorize(context.principal, shared.guild_id, READ_ROLES)
+        except PollyError as error:
+            await member.writer.close()
+            return [{"message": error.message, "path": [shared.shape.field], "extensions": error.extensions}]
         group = self.groups.get(shared.key)
         if group is None:
-            group = Group(self, shared, query, operation_name, self._context(shared.key[0]))
+            group = Group(self, shared, query, operation_name, context)
             self.groups[shared.key] = group
         if shared.replay_variables is not None:
             member.hold()
         group.add(member)
         try:
             if shared.replay_variables is not None:
-                replayed = await self._replay(
-                    shared.key[0], shared.replay_variables, member, query, operation_name
-                )
+                replayed = await self._replay(context, shared.replay_variables, member, query, operation_name)
                 if isinstance(replayed, list):
                     return replayed
                 member.release(after=replayed)
@@ -326,14 +354,19 @@ class Fanout:
             await member.writer.close()
 
     async def _replay(
-        self, scope: str, variables: dict[str, Any], member: Member, query: str, operation_name: str | None
+        self,
+        context: RequestContext,
+        variables: dict[str, Any],
+        member: Member,
+        query: str,
+        operation_name: str | None,
     ) -> Errors | str | None:
         """Run the subscription with ``since`` for this member alone, until the replay ends:
         the id of the last event it sent, or the errors it ended with."""
         event_ids: deque[str | None] = deque()
-        context = self._context(scope).fresh(replay_only=True, announce=event_ids.append)
+        own = context.fresh(replay_only=True, announce=event_ids.append)
         source = await self.schema.subscribe(
-            query, variable_values=variables, context_value=context, operation_name=operation_name
+            query, variable_values=variables, context_value=own, operation_name=operation_name
         )
         last: str | None = None
         first = True

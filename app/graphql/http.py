@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +23,16 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
+from app.access.cookies import SESSION_COOKIE
+from app.access.credentials import Credentials, from_scope, trusted_origin
+from app.access.errors import RateLimited, Unauthenticated
+from app.access.gatekeeper import DigestOf, Gatekeeper
+from app.access.principal import Principal
 from app.cache.response_cache import ResponseCache
 from app.graphql.context import RequestContext
 from app.graphql.errors import format_error, request_error
 from app.graphql.schema import PollySchema
+from app.roles.errors import DiscordUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +42,19 @@ _SUPPORTED = (GRAPHQL_RESPONSE, JSON)
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, *, code: str = "BAD_REQUEST"
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.code = code
+
+
+def _rate_limited(retry_after: float) -> BadRequest:
+    error = RateLimited(retry_after)  # rounded up to whole seconds, as Retry-After wants
+    return BadRequest(429, error.message, {"Retry-After": str(error.retry_after)}, code=error.code)
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -73,9 +88,9 @@ def _wants_html(accept: str | None) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse(query: str) -> DocumentNode | GraphQLError:
+def _parse(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
     try:
-        return parse(query)
+        return parse(query, max_tokens=max_tokens)
     except GraphQLError as error:
         return error
 
@@ -126,8 +141,27 @@ def _check_content_type(request: Request) -> None:
         raise BadRequest(415, "Send GraphQL requests as JSON, with Content-Type: application/json.")
 
 
-async def _from_body(request: Request) -> GraphQLParams:
-    body = await request.body()
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to be over ``limit`` bytes (before reading it,
+    when Content-Length says so)."""
+    declared = request.headers.get("content-length")
+    too_big = f"The request body is over {limit} bytes, the most this API accepts."
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest(400, "The Content-Length header is not a number.")
+        if int(declared) > limit:
+            raise BadRequest(413, too_big)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, too_big)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _from_body(body: bytes) -> GraphQLParams:
     try:
         source = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -154,14 +188,19 @@ class GraphQLEndpoint:
     def __init__(
         self,
         schema: PollySchema,
-        context: Callable[[Request, str], RequestContext],
+        context: Callable[[Principal, str], RequestContext],
         responses: ResponseCache | None,
-        scope: Callable[[Request], str] = lambda request: "public",
+        gatekeeper: Gatekeeper,
+        *,
+        max_body_bytes: int = 64 * 1024,
+        max_tokens: int = 2000,
     ) -> None:
         self.schema = schema
         self.context = context
         self.responses = responses
-        self.scope = scope
+        self.gatekeeper = gatekeeper
+        self.max_body_bytes = max_body_bytes
+        self.max_tokens = max_tokens
         self._ide = get_graphql_ide_html(graphql_ide="graphiql")
 
     async def handle(self, request: Request) -> Response:
@@ -180,28 +219,70 @@ class GraphQLEndpoint:
                 406,
                 JSON,
             )
+        request_id = secrets.token_hex(8)
         try:
-            if request.method == "POST":
-                _check_content_type(request)
-            scope = self.scope(request)
-            digest = None
-            if self.responses is not None:
-                # Keyed by the request's own bytes: a hit costs a hash and one GET, no parsing.
-                # The same bytes can only mean the same document, operation and variables.
-                raw = request.scope["query_string"] if request.method == "GET" else await request.body()
-                digest = _digest(scope, request.method, raw)
-                cached = await self.responses.get(digest)
-                if cached is not None:
-                    return Response(cached, 200, media_type=media)
-            params = _from_query_string(request) if request.method == "GET" else await _from_body(request)
-            return await self._execute(request, params, self.context(request, scope), media, digest)
+            response = await self._answer(request, media, request_id)
         except BadRequest as error:
-            return _json(request_error(error.message), error.status, media, error.headers)
+            response = _json(request_error(error.message, error.code), error.status, media, error.headers)
+        except DiscordUnavailable as error:  # the caller's guilds could not be listed
+            body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
+            response = _json(body, 503, media, {"Retry-After": "30"})
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    async def _answer(self, request: Request, media: str, request_id: str) -> Response:
+        if request.method == "POST":
+            _check_content_type(request)
+            raw = await _read_body(request, self.max_body_bytes)
+        else:
+            raw = request.scope["query_string"]
+            if len(raw) > self.max_body_bytes:
+                raise BadRequest(414, f"The query string is over {self.max_body_bytes} bytes; use POST.")
+        credentials = from_scope(request.scope)
+        digest_of: DigestOf | None = None
+        if self.responses is not None:
+            # Keyed by the caller's access scope and the request's own bytes: a hit costs a
+            # hash, no parsing, and never serves what was computed for another scope.
+            digest_of = functools.partial(_digest, method=request.method, raw=raw)
+
+        try:
+            admitted = await self.gatekeeper.admit(credentials, digest_of)
+        except RateLimited as error:
+            raise _rate_limited(error.retry_after) from error
+        if admitted.cached is not None:
+            return Response(admitted.cached, 200, media_type=media)
+        principal = admitted.principal
+        if principal is None:
+            raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
+        if principal.refused is not None:
+            return self._refuse(principal, credentials, media)
+        digest = digest_of(principal.access_scope) if digest_of and principal.authenticated else None
+        params = _from_query_string(request) if request.method == "GET" else _from_body(raw)
+        context = self.context(principal, request_id)
+        return await self._execute(request, params, context, media, digest, credentials)
+
+    def _refuse(self, principal: Principal, credentials: Credentials, media: str) -> Response:
+        """Credentials were sent and are no good: 401 for the whole request, saying why."""
+        error = Unauthenticated(principal.refused or "Unauthenticated.")
+        body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
+        headers = {"WWW-Authenticate": 'Bearer realm="polly"'}
+        if credentials.authorization is not None:
+            headers["WWW-Authenticate"] += ', error="invalid_token"'
+        response = _json(body, 401, media, headers)
+        if credentials.authorization is None and credentials.session_cookie is not None:
+            response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
 
     async def _execute(
-        self, request: Request, params: GraphQLParams, context: RequestContext, media: str, digest: str | None
+        self,
+        request: Request,
+        params: GraphQLParams,
+        context: RequestContext,
+        media: str,
+        digest: str | None,
+        credentials: Credentials,
     ) -> Response:
-        document = _parse(params.query)
+        document = _parse(params.query, self.max_tokens)
         if isinstance(document, GraphQLError):
             return self._request_failed([document], context, media)
         operation = _operation(document, params.operation_name)
@@ -210,6 +291,14 @@ class GraphQLEndpoint:
         allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
         if request.method == "GET" and operation.operation.value != "query":
             raise BadRequest(405, "Mutations and subscriptions need POST.", {"Allow": "POST"})
+        if (
+            operation.operation.value == "mutation"
+            and context.principal.via_cookie
+            and not trusted_origin(credentials, self.gatekeeper.authenticator.allowed_origins)
+        ):
+            raise BadRequest(
+                403, "Changes signed in by cookie must come from this site's own pages.", code="FORBIDDEN"
+            )
         try:
             result = await self.schema.execute(
                 params.query,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from strawberry.dataloader import DataLoader
 
+from app.access.policy import READ_ROLES, authorize
+from app.access.principal import Principal
 from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import Validation
 from app.roles.service import RoleService
@@ -30,9 +32,16 @@ Loaded = GuildSnapshot | Validation
 
 class RolesLoader:
     def __init__(
-        self, service: RoleService, versions: dict[int, int], stale: dict[int, Stale], *, max_guilds: int
+        self,
+        service: RoleService,
+        versions: dict[int, int],
+        stale: dict[int, Stale],
+        *,
+        max_guilds: int,
+        principal: Principal,
     ) -> None:
         self._service = service
+        self._principal = principal
         self._versions = versions
         self._stale = stale
         self._max_guilds = max_guilds
@@ -40,7 +49,9 @@ class RolesLoader:
         self._loader: DataLoader[Key, Loaded] = DataLoader(load_fn=self._load)
 
     def _admit(self, guild_id: int) -> None:
-        """One request may touch a bounded number of guilds: each unknown one costs Discord calls."""
+        """Only guilds the caller may read, and a bounded number of them: each unknown one costs
+        Discord calls."""
+        authorize(self._principal, guild_id, READ_ROLES)
         self._guilds.add(guild_id)
         if len(self._guilds) > self._max_guilds:
             raise InvalidInput(

@@ -6,15 +6,24 @@ import logging
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
 from strawberry.types import ExecutionContext, Info
 
 import app
+from app.access.policy import READ_ROLES, permitted, require_authenticated, require_scope
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
+from app.graphql.limits import QueryLimits, validation_rules
 from app.graphql.subscription import Subscription
 from app.graphql.types import Channel, Guild, Role, RoleValidation
+from app.graphql.viewer import Viewer
 from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import bot_abilities, pingable_roles, validate_role
 
@@ -83,12 +92,24 @@ class Query:
         return [RoleValidation.from_validation(validation) for validation in validations]
 
     @strawberry.field(
-        description="The guilds the bot is in (as its gateway reported them), with their channels; at most "
-        "the per-request guild limit, lowest ids first."
+        description="Who is asking: a user logged in with Discord or an API key, with the guilds they may"
+        " use; null for anonymous callers."
+    )
+    def viewer(self, info: Context) -> Viewer | None:
+        principal = info.context.principal
+        if principal.refused is not None:
+            require_authenticated(principal)  # credentials were sent and refused: say why
+        return Viewer.of(principal) if principal.authenticated else None
+
+    @strawberry.field(
+        description="The guilds the bot is in (as its gateway reported them) that the caller may read, with"
+        " their channels; at most the per-request guild limit, lowest ids first."
     )
     async def bot_guilds(self, info: Context) -> list[Guild]:
         context = info.context
-        ids = (await context.roles.bot_guild_ids())[: context.max_guilds]
+        require_scope(context.principal, READ_ROLES)
+        readable = permitted(context.principal, await context.roles.bot_guild_ids(), READ_ROLES)
+        ids = readable[: context.max_guilds]
         guilds = []
         for guild_id in ids:
             try:
@@ -167,13 +188,21 @@ class PollySchema(strawberry.Schema):
                 log.debug("GraphQL error for the client: %s", error.message)
 
 
-# Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
-schema = PollySchema(
-    query=Query,
-    subscription=Subscription,
-    extensions=[
-        lambda: ParserCache(maxsize=1024),
-        lambda: ValidationCache(maxsize=1024),
-        ErrorCodes,
-    ],
-)
+def build_schema(limits: QueryLimits) -> PollySchema:
+    rules = validation_rules(limits)
+    # Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
+    return PollySchema(
+        query=Query,
+        subscription=Subscription,
+        extensions=[
+            lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+            lambda: ParserCache(maxsize=1024),
+            lambda: AddValidationRules(rules),
+            lambda: ValidationCache(maxsize=1024),
+            ErrorCodes,
+        ],
+    )
+
+
+# With the default limits: what `strawberry export-schema` writes to schema.graphql.
+schema = build_schema(QueryLimits())

@@ -30,7 +30,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
+from strawberry.types.unset import UnsetType
 
+from app.access.authenticator import Authenticator
+from app.access.credentials import from_scope, with_connection_params
+from app.access.errors import RateLimited
+from app.access.principal import Principal
+from app.cache.gate import RequestGate
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout, Member
 from app.graphql.frames import SocketWriter
@@ -70,17 +76,22 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        refusal = await self._view.refusal(self.context)
+        if refusal is not None:
+            message = {"id": operation.id, "type": "error", "payload": [refusal]}
+            await operation.send_operation_message(cast(TransportErrorMessage, message))
+            return
         fanout = self._view.fanout
-        shared = fanout.shared(
-            operation.query, operation.variables, operation.operation_name, self.context.scope
-        )
+        shared = fanout.shared(operation.query, operation.variables, operation.operation_name)
         if shared is None:
             # Read by Strawberry right away, before this task awaits anything: per operation.
             self.context = self.context.fresh()
             await super().run_operation(operation)
             return
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation.id, "next")
-        errors = await fanout.serve(shared, member, operation.query, operation.operation_name)
+        errors = await fanout.serve(
+            shared, member, operation.query, operation.operation_name, self.context.fresh()
+        )
         if errors:
             message = {"id": operation.id, "type": "error", "payload": errors}
             await operation.send_operation_message(cast(TransportErrorMessage, message))
@@ -111,15 +122,21 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
-        fanout = cast(StreamingView, self.view).fanout
-        shared = fanout.shared(query, variables, operation_name, self.context.scope)
+        view = cast(StreamingView, self.view)
+        refusal = await view.refusal(self.context)
+        if refusal is not None:
+            await self.send_message(ErrorMessage(type="error", id=operation_id, payload=refusal))  # type: ignore[typeddict-item]
+            self.tasks.pop(operation_id, None)
+            return
+        fanout = view.fanout
+        shared = fanout.shared(query, variables, operation_name)
         if shared is None:
             self.context = self.context.fresh()  # read before this task awaits anything
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation_id, "data")
         try:
-            errors = await fanout.serve(shared, member, query, operation_name)
+            errors = await fanout.serve(shared, member, query, operation_name, self.context.fresh())
             if errors:
                 await self.send_message(ErrorMessage(type="error", id=operation_id, payload=errors[0]))  # type: ignore[typeddict-item]
             else:
@@ -138,7 +155,9 @@ class StreamingView(GraphQL[RequestContext, None]):
         self,
         schema: PollySchema,
         fanout: Fanout,
-        context: Callable[[Request | WebSocket], RequestContext],
+        context: Callable[[Principal], RequestContext],
+        authenticator: Authenticator,
+        gate: RequestGate,
         *,
         keep_alive_interval: float = 15.0,
         connection_init_timeout: float = 10.0,
@@ -156,11 +175,40 @@ class StreamingView(GraphQL[RequestContext, None]):
         self.fanout = fanout
         self.connection_init_timeout = connection_init_timeout
         self._context = context
+        self._authenticator = authenticator
+        self._gate = gate
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        return self._context(request)
+        credentials = from_scope(request.scope)
+        # A WebSocket handshake is a cross-site read waiting to happen: a cookie only counts
+        # when the page that opened the socket is ours (or an allowed origin).
+        principal = await self._authenticator.principal(
+            credentials, cross_site_guard=isinstance(request, WebSocket)
+        )
+        context = self._context(principal)
+        context.credentials = credentials
+        return context
+
+    async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
+        """Credentials in the connection-init payload replace the handshake's."""
+        params = context.connection_params
+        wants_key = isinstance(params, dict) and any(
+            isinstance(name, str) and name.lower() == "authorization" for name in params
+        )
+        if wants_key and context.credentials is not None:
+            credentials = with_connection_params(context.credentials, params)
+            context.act_as(await self._authenticator.principal(credentials))
+        return None
+
+    async def refusal(self, context: RequestContext) -> dict[str, Any] | None:
+        """An operation's start takes a token from its caller's bucket; the error when empty."""
+        admission = await self._gate.admit(context.principal.bucket)
+        if admission.allowed:
+            return None
+        error = RateLimited(admission.retry_after)
+        return {"message": error.message, "extensions": error.extensions}
 
 
 def wants_event_stream(scope: MutableMapping[str, Any]) -> bool:

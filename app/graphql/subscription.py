@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
+from app.access.policy import READ_ROLES, authorize
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.types import GuildRolesChanged, GuildRolesChangeKind, Role
@@ -88,6 +89,7 @@ class Subscription:
             raise InvalidInput(
                 f"since must be an eventId received earlier (like 1700000000000-0), not {since[:40]!r}."
             )
+        authorize(context.principal, guild, READ_ROLES)
         live = context.live
         if live is None:
             raise LiveUnavailable("Subscriptions are not served here.")

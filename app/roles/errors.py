@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
+from app.errors import PollyError
 
-class RolesError(Exception):
-    code = "INTERNAL_SERVER_ERROR"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    @property
-    def extensions(self) -> dict[str, str]:
-        """graphql-core copies these into the GraphQL error, on every transport."""
-        return {"code": self.code}
+class RolesError(PollyError):
+    pass
 
 
 class InvalidInput(RolesError):
@@ -38,3 +31,9 @@ class DiscordUnavailable(RolesError):
     """Discord cannot answer now and no earlier copy of the data is kept."""
 
     code = "DISCORD_UNAVAILABLE"
+
+
+def guild_not_found(guild_id: int) -> GuildNotFound:
+    """The one answer for a guild that does not exist, and for one the caller may not see: the
+    two must not be told apart."""
+    return GuildNotFound(f"Guild {guild_id} does not exist.")

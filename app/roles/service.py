@@ -23,7 +23,7 @@ from app.cache.connection import CacheUnavailable
 from app.cache.fill_lock import FillLock
 from app.cache.role_cache import CachedReads, RoleCache
 from app.discord.client import DiscordForbidden, DiscordNotFound, DiscordRest, DiscordRestError
-from app.roles.errors import DiscordUnavailable, GuildNotFound, RolesError
+from app.roles.errors import DiscordUnavailable, GuildNotFound, RolesError, guild_not_found
 from app.roles.pingability import Validation, bot_abilities, validate_role
 from app.roles.single_flight import SingleFlight
 from app.roles.snapshot import BOT_NOT_IN_GUILD, UNKNOWN_GUILD, GuildSnapshot, Stale
@@ -304,7 +304,7 @@ def _usable(snapshot: GuildSnapshot | RolesError) -> GuildSnapshot | RolesError:
     if isinstance(snapshot, RolesError) or snapshot.absent is None:
         return snapshot
     if snapshot.absent == UNKNOWN_GUILD:
-        return GuildNotFound(f"Guild {snapshot.guild_id} does not exist.")
+        return guild_not_found(snapshot.guild_id)
     return GuildNotFound(
         f"The bot is not a member of guild {snapshot.guild_id}; invite it to the guild first."
     )

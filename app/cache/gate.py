@@ -1,0 +1,106 @@
+"""The door every request passes: the caller's token bucket, and the cached answer, if any, in
+one round trip to Redis.
+
+When Redis is down, requests pass unlimited: the service is degraded, not closed, and each
+process still bounds its own work (fills, guilds per request, subscriptions per socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from app.cache import scripts
+from app.cache.connection import CacheUnavailable
+from app.cache.role_cache import RoleCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    allowed: bool
+    retry_after: float = 0.0  # seconds, when not allowed
+    cached: bytes | None = None  # the cached response, when asked for and allowed
+
+
+OPEN = Admission(True)
+
+
+class KeyVerdict(Enum):
+    MISS = "miss"  # no cached record: ask the database, cache it, ask again
+    REFUSED = "refused"  # wrong secret, or revoked
+    LIMITED = "limited"
+    OK = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAdmission:
+    verdict: KeyVerdict
+    record: bytes | None = None  # when refused, or allowed without a cached response
+    retry_after: float = 0.0
+    cached: bytes | None = None
+
+
+class RequestGate:
+    def __init__(self, cache: RoleCache, *, rate: float, burst: int) -> None:
+        self._cache = cache
+        self.rate = rate
+        self.burst = burst
+        self._take = cache.redis.register_script(scripts.TAKE_TOKEN)
+        self._admit_key = cache.redis.register_script(scripts.ADMIT_KEY)
+
+    async def admit(self, bucket: str, response_digest: str | None = None) -> Admission:
+        """Take a token from ``bucket``; with a digest, also fetch that cached response."""
+        keys = [self._cache.keys.rate_limit(bucket)]
+        if response_digest is not None:
+            keys.append(self._cache.keys.response(response_digest))
+
+        async def run() -> list[Any]:
+            return list(await self._take(keys=keys, args=[self.rate, self.burst, 1]))
+
+        try:
+            results: list[Any] | None = await self._cache.breaker.call(run)
+        except CacheUnavailable:
+            results = None
+        _stop_if_cancelled()
+        if results is None:
+            return OPEN
+        allowed, retry_ms, cached = results
+        if not allowed:
+            return Admission(False, retry_after=int(retry_ms) / 1000)
+        # Lua's false comes back as None.
+        return Admission(True, cached=cached if isinstance(cached, bytes) else None)
+
+    async def admit_key(self, key_id: str, secret_hash: str, response_digest: str | None) -> KeyAdmission:
+        """An API key's request: the key checked against its cached record, its bucket charged,
+        and the cached response fetched, in one round trip. Raises CacheUnavailable when Redis
+        cannot be asked (the caller checks the key against the database instead)."""
+        keys = [self._cache.keys.api_key(key_id), self._cache.keys.rate_limit(f"key:{key_id}")]
+        if response_digest is not None:
+            keys.append(self._cache.keys.response(response_digest))
+
+        async def run() -> list[Any]:
+            return list(await self._admit_key(keys=keys, args=[secret_hash, self.rate, self.burst, 1]))
+
+        try:
+            results = await self._cache.breaker.call(run)
+        finally:
+            _stop_if_cancelled()
+        verdict = KeyVerdict(results[0].decode() if isinstance(results[0], bytes) else results[0])
+        if verdict is KeyVerdict.LIMITED:
+            return KeyAdmission(verdict, retry_after=int(results[1]) / 1000)
+        if verdict is KeyVerdict.OK:
+            return KeyAdmission(verdict, record=results[1] or None, cached=results[2] or None)
+        return KeyAdmission(verdict, record=results[1] if len(results) > 1 else None)
+
+
+def _stop_if_cancelled() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        # redis-py can swallow a cancellation that lands while it talks to Redis; the caller
+        # (a client that went away) asked to stop, so stop.
+        raise asyncio.CancelledError

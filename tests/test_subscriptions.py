@@ -28,6 +28,7 @@ from tests.conftest import (
     RunningApi,
     RunningBot,
     SandboxHttp,
+    create_key,
     guild_id,
     role_id,
     wait_until,
@@ -584,3 +585,57 @@ async def test_the_legacy_protocol_enforces_the_init_timeout_too(api_factory: An
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
         assert ws.close_code == 4408
+
+
+async def test_a_revoked_keys_sockets_are_closed(
+    gateway_bot: RunningBot, api_factory: Any, redis_url: str, fixture: Fixture
+) -> None:
+    api: RunningApi = await api_factory(api_key_cache_ttl=1)
+    quiet = guild_id(fixture, "Quiet Corner")
+    token = await create_key(api.settings, [quiet], ["roles:read"])
+    subscribe_message = {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": CHANGES, "variables": {"g": str(quiet)}},
+    }
+    async with websockets.connect(ws_url(api), subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    **subscribe_message,
+                    "payload": {
+                        **subscribe_message["payload"],
+                        "variables": {"g": str(quiet), "since": "0-0"},
+                    },
+                }
+            )
+        )
+        first = json.loads(await ws.recv())
+        assert (
+            first["type"] == "next"
+            and first["payload"]["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED"
+        )
+
+        key_id = token.split("_")[1]
+        env = {**os.environ, "POLLY_DATA_DIR": str(api.settings.data_dir), "POLLY_REDIS_URL": redis_url}
+        revoked = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "keys", "revoke", key_id, cwd=REPO, env=env
+        )
+        assert await revoked.wait() == 0
+        await drain_until_closed(ws)
+        assert ws.close_code == 4403
+        assert ws.close_reason is not None and "revoked" in ws.close_reason
+
+
+async def drain_until_closed(ws: Any, within: float = 10) -> None:
+    """Read (pings, messages) until the server closes the socket; fail if it does not."""
+    async with asyncio.timeout(within):
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed:
+            return

@@ -198,6 +198,8 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         keep_alive_interval=settings.keep_alive_interval,
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        # As long as a copy of the caller's key or guilds may be cached anyway.
+        access_recheck_interval=min(settings.api_key_cache_ttl, settings.viewer_cache_ttl),
     )
     return Services(
         settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,
@@ -265,8 +267,14 @@ class PollyApp:
         if scope["type"] in ("websocket", "http") and scope["path"] == "/graphql":
             services: Services | None = getattr(self.starlette.state, "services", None)
             if services is not None:
-                if scope["type"] == "websocket" or wants_event_stream(scope):
+                if scope["type"] == "websocket":
                     await services.streaming(scope, receive, send)
+                elif wants_event_stream(scope):
+                    refusal = await services.graphql.admit_stream(Request(scope, receive))
+                    if refusal is None:
+                        await services.streaming(scope, receive, send)
+                    else:
+                        await refusal(scope, receive, send)
                 else:
                     # The hot path: straight to the endpoint, past Starlette's routing and
                     # middleware layers, which cost more than a cached answer does.

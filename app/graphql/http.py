@@ -41,6 +41,10 @@ JSON = "application/json"
 _SUPPORTED = (GRAPHQL_RESPONSE, JSON)
 
 
+# Where a request's admitted caller is kept for the transport that serves it (SSE).
+PRINCIPAL = "polly.principal"
+
+
 class BadRequest(Exception):
     def __init__(
         self, status: int, message: str, headers: dict[str, str] | None = None, *, code: str = "BAD_REQUEST"
@@ -260,6 +264,31 @@ class GraphQLEndpoint:
         params = _from_query_string(request) if request.method == "GET" else _from_body(raw)
         context = self.context(principal, request_id)
         return await self._execute(request, params, context, media, digest, credentials)
+
+    async def admit_stream(self, request: Request) -> Response | None:
+        """An SSE subscription passes the same door as a query (body size, credentials, rate
+        limit): the answer that turns it away, or None, with the caller kept for the stream."""
+        try:
+            if request.method == "POST":
+                declared = request.headers.get("content-length")
+                if declared is None:
+                    raise BadRequest(411, "Send subscriptions over SSE with a Content-Length.")
+                if not declared.isdigit() or int(declared) > self.max_body_bytes:
+                    raise BadRequest(413, f"The request body is over {self.max_body_bytes} bytes.")
+            credentials = from_scope(request.scope)
+            try:
+                admitted = await self.gatekeeper.admit(credentials, None)
+            except RateLimited as error:
+                raise _rate_limited(error.retry_after) from error
+        except BadRequest as error:
+            return _json(request_error(error.message, error.code), error.status, JSON, error.headers)
+        principal = admitted.principal
+        if principal is None:
+            raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
+        if principal.refused is not None:
+            return self._refuse(principal, credentials, JSON)
+        request.scope.setdefault("state", {})[PRINCIPAL] = principal
+        return None
 
     def _refuse(self, principal: Principal, credentials: Credentials, media: str) -> Response:
         """Credentials were sent and are no good: 401 for the whole request, saying why."""

@@ -40,9 +40,11 @@ from app.cache.gate import RequestGate
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout, Member
 from app.graphql.frames import SocketWriter
+from app.graphql.http import PRINCIPAL
 from app.graphql.schema import PollySchema
 
 INIT_TIMEOUT_CODE = 4408
+ACCESS_CHANGED_CODE = 4403
 
 
 def _socket(handler: Any) -> WebSocket:
@@ -64,8 +66,21 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             self._pinger = asyncio.create_task(self._ping())
 
     async def _ping(self) -> None:
+        """Pings keep idle sockets alive; between them, the caller's access is checked again
+        every so often, and a socket whose access changed is closed (the client reconnects and
+        each subscription is authorized anew)."""
+        view = self._view
+        interval = view.keep_alive_interval or 15.0
+        checked = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(self._view.keep_alive_interval or 15.0)
+            await asyncio.sleep(min(interval, view.access_recheck_interval))
+            now = asyncio.get_running_loop().time()
+            if now - checked >= view.access_recheck_interval:
+                checked = now
+                reason = await view.access_changed(self.context)
+                if reason is not None:
+                    await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+                    return
             await self.send_message({"type": "ping"})
 
     async def shutdown(self) -> None:
@@ -111,9 +126,17 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             timer.cancel()
 
     async def _close_unless_initialised(self) -> None:
-        await asyncio.sleep(cast(StreamingView, self.view).connection_init_timeout)
+        view = cast(StreamingView, self.view)
+        await asyncio.sleep(view.connection_init_timeout)
         if not self.connection_acknowledged:
             await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
+            return
+        while True:  # as graphql-transport-ws does: a socket whose access changed is closed
+            await asyncio.sleep(view.access_recheck_interval)
+            reason = await view.access_changed(self.context)
+            if reason is not None:
+                await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+                return
 
     async def handle_async_results(
         self,
@@ -162,6 +185,7 @@ class StreamingView(GraphQL[RequestContext, None]):
         keep_alive_interval: float = 15.0,
         connection_init_timeout: float = 10.0,
         max_subscriptions_per_connection: int = 100,
+        access_recheck_interval: float = 60.0,
     ) -> None:
         super().__init__(
             schema,
@@ -177,16 +201,21 @@ class StreamingView(GraphQL[RequestContext, None]):
         self._context = context
         self._authenticator = authenticator
         self._gate = gate
+        self.access_recheck_interval = access_recheck_interval
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         credentials = from_scope(request.scope)
-        # A WebSocket handshake is a cross-site read waiting to happen: a cookie only counts
-        # when the page that opened the socket is ours (or an allowed origin).
-        principal = await self._authenticator.principal(
-            credentials, cross_site_guard=isinstance(request, WebSocket)
-        )
+        admitted = request.scope.get("state", {}).get(PRINCIPAL)  # SSE: admitted by the endpoint
+        if isinstance(admitted, Principal):
+            principal = admitted
+        else:
+            # A WebSocket handshake is a cross-site read waiting to happen: a cookie only counts
+            # when the page that opened the socket is ours (or an allowed origin).
+            principal = await self._authenticator.principal(
+                credentials, cross_site_guard=isinstance(request, WebSocket)
+            )
         context = self._context(principal)
         context.credentials = credentials
         return context
@@ -198,8 +227,20 @@ class StreamingView(GraphQL[RequestContext, None]):
             isinstance(name, str) and name.lower() == "authorization" for name in params
         )
         if wants_key and context.credentials is not None:
-            credentials = with_connection_params(context.credentials, params)
-            context.act_as(await self._authenticator.principal(credentials))
+            context.credentials = with_connection_params(context.credentials, params)
+            context.act_as(await self._authenticator.principal(context.credentials))
+        return None
+
+    async def access_changed(self, context: RequestContext) -> str | None:
+        """Why a long-lived connection may no longer act as it did (a key revoked, a login
+        ended, guilds or permissions changed); None while nothing changed."""
+        if context.credentials is None or not context.principal.authenticated:
+            return None
+        principal = await self._authenticator.principal(context.credentials)
+        if principal.refused is not None:
+            return principal.refused
+        if principal.access_scope != context.principal.access_scope:
+            return "Your access changed; reconnect to subscribe again."
         return None
 
     async def refusal(self, context: RequestContext) -> dict[str, Any] | None:

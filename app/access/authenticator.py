@@ -15,7 +15,7 @@ import orjson
 
 from app.access.cookies import CookieSigner
 from app.access.credentials import Credentials, trusted_origin
-from app.access.errors import LOGIN_HINT
+from app.access.errors import LOGIN_HINT, AccessUnavailable
 from app.access.principal import Principal, PrincipalKind, ViewerGuild, anonymous
 from app.cache.access_cache import AccessCache
 from app.discord.client import DiscordRestError, DiscordUnauthorized, DiscordUnavailable
@@ -23,6 +23,7 @@ from app.discord.oauth import DiscordOAuth, OAuthRefused
 from app.roles.errors import DiscordUnavailable as GuildsUnavailable
 from app.roles.single_flight import SingleFlight
 from app.storage.api_keys import ApiKeyRecord, ApiKeyStore, parse_token, secret_matches
+from app.storage.database import DatabaseError
 from app.storage.login_sessions import LoginSessionRecord, LoginSessionStore, hash_session_id
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,14 @@ class Authenticator:
 
     async def principal(self, credentials: Credentials, *, cross_site_guard: bool = False) -> Principal:
         """Who presents ``credentials``. With ``cross_site_guard``, a session cookie counts only
-        from a trusted origin (for requests a foreign page could start in the user's browser)."""
+        from a trusted origin (for requests a foreign page could start in the user's browser).
+        Raises AccessUnavailable when the database cannot be asked."""
+        try:
+            return await self._principal(credentials, cross_site_guard)
+        except DatabaseError as error:
+            raise AccessUnavailable from error
+
+    async def _principal(self, credentials: Credentials, cross_site_guard: bool) -> Principal:
         by_address = f"ip:{credentials.client}"
         if credentials.authorization is not None:
             scheme, _, token = credentials.authorization.strip().partition(" ")

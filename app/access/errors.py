@@ -19,6 +19,15 @@ class Forbidden(PollyError):
     code = "FORBIDDEN"
 
 
+class AccessUnavailable(PollyError):
+    """Credentials cannot be checked now: the database cannot be reached."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self) -> None:
+        super().__init__("Credentials cannot be checked right now; try again in a moment.")
+
+
 class RateLimited(PollyError):
     code = "RATE_LIMITED"
 

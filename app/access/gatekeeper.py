@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from app.access.authenticator import Authenticator, key_principal
 from app.access.credentials import Credentials
-from app.access.errors import RateLimited
+from app.access.errors import AccessUnavailable, RateLimited
 from app.access.principal import Principal
 from app.cache.connection import CacheUnavailable
 from app.cache.gate import KeyVerdict, RequestGate
 from app.storage.api_keys import ApiKeyRecord, hash_secret, parse_token
+from app.storage.database import DatabaseError
 
 # Names the access scope an answer is for → the digest its cached copy is kept under.
 DigestOf = Callable[[str], str]
@@ -36,7 +37,14 @@ class Gatekeeper:
         self.gate = gate
 
     async def admit(self, credentials: Credentials, digest_of: DigestOf | None) -> Admitted:
-        """Raises RateLimited. Refused credentials come back as a principal that says why."""
+        """Raises RateLimited, or AccessUnavailable when the database cannot be asked. Refused
+        credentials come back as a principal that says why."""
+        try:
+            return await self._admit(credentials, digest_of)
+        except DatabaseError as error:
+            raise AccessUnavailable from error
+
+    async def _admit(self, credentials: Credentials, digest_of: DigestOf | None) -> Admitted:
         by_address = f"ip:{credentials.client}"
         key = _bearer_key(credentials)
         if key is not None:

@@ -19,6 +19,7 @@ from app.access.authenticator import Authenticator
 from app.access.cookies import CookieSigner, LoginState
 from app.discord.client import DiscordRestError
 from app.discord.oauth import DiscordOAuth, OAuthRefused
+from app.storage.database import DatabaseError
 from app.storage.login_sessions import LoginSessionStore
 
 log = logging.getLogger(__name__)
@@ -104,15 +105,18 @@ class LoginFlow:
             ) from error
         except DiscordRestError as error:
             raise LoginFailed(f"Discord could not complete the login ({error}); try again.", 502) from error
-        _, session_id = await self._sessions.create(
-            user_id=str(user["id"]),
-            username=str(user.get("global_name") or user.get("username") or user["id"]),
-            access_token=grant.access_token,
-            refresh_token=grant.refresh_token,
-            token_expires_at=grant.expires_at,
-            scopes=grant.scope,
-            lifetime_seconds=self._authenticator.session_ttl,
-        )
+        try:
+            _, session_id = await self._sessions.create(
+                user_id=str(user["id"]),
+                username=str(user.get("global_name") or user.get("username") or user["id"]),
+                access_token=grant.access_token,
+                refresh_token=grant.refresh_token,
+                token_expires_at=grant.expires_at,
+                scopes=grant.scope,
+                lifetime_seconds=self._authenticator.session_ttl,
+            )
+        except DatabaseError as error:
+            raise LoginFailed("Logins cannot be recorded right now; try again in a moment.", 503) from error
         return Completed(self._signer.session_cookie(session_id), login.next_path)
 
     async def end(self, session_cookie: str | None) -> None:

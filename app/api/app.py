@@ -8,6 +8,7 @@ not fatal: the service starts degraded and logs in on first use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -56,7 +57,7 @@ from app.live.hub import EventHub
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, database_url, require_secret_key, require_token
 from app.storage.api_keys import ApiKeyStore
-from app.storage.database import Database
+from app.storage.database import Database, DatabaseError
 from app.storage.login_sessions import LoginSessionStore
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         # As long as a copy of the caller's key or guilds may be cached anyway.
         access_recheck_interval=min(settings.api_key_cache_ttl, settings.viewer_cache_ttl),
+        allowed_origins=settings.cors_origins,
     )
     return Services(
         settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,
@@ -214,6 +216,22 @@ async def close_services(services: Services) -> None:
         await services.oauth.close()
     await services.redis.aclose()
     await services.database.close()
+
+
+SESSION_PURGE_INTERVAL = 3600.0
+
+
+async def purge_sessions(sessions: LoginSessionStore) -> None:
+    """Ended logins are refused when presented anyway; this keeps them from piling up."""
+    while True:
+        try:
+            removed = await sessions.delete_expired()
+        except DatabaseError as error:
+            log.warning("Could not remove expired logins: %s", error)
+        else:
+            if removed:
+                log.info("Removed %d expired logins.", removed)
+        await asyncio.sleep(SESSION_PURGE_INTERVAL)
 
 
 def frontend_directory(settings: Settings) -> Path | None:
@@ -319,9 +337,13 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
         # collector's scans, which otherwise show up as latency spikes under load.
         gc.collect()
         gc.freeze()
+        purging = asyncio.create_task(purge_sessions(LoginSessionStore(services.database)))
         try:
             yield
         finally:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
             await close_services(services)
 
     async def graphql(request: Request) -> Response:

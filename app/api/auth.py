@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from app.access.cookies import LOGIN_COOKIE, LOGIN_MAX_AGE, SESSION_COOKIE
 from app.access.credentials import from_scope, trusted_origin
 from app.access.login import LoginFailed, LoginFlow
+from app.storage.database import DatabaseError
 
 CALLBACK_PATH = "/auth/callback"
 
@@ -100,7 +101,12 @@ class AuthRoutes:
         if credentials.session_cookie is not None and not trusted_origin(credentials, self._allowed_origins):
             return _problem(request, "Logging out must come from this site's own pages.", 403)
         if self._flow is not None:
-            await self._flow.end(credentials.session_cookie)
+            try:
+                await self._flow.end(credentials.session_cookie)
+            except DatabaseError:
+                return _problem(
+                    request, "Logging out cannot be recorded right now; try again in a moment.", 503
+                )
         wants_page = "text/html" in request.headers.get("accept", "")
         response: Response = RedirectResponse("/", 303) if wants_page else Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/")

@@ -334,7 +334,9 @@ class Fanout:
             authorize(context.principal, shared.guild_id, READ_ROLES)
         except PollyError as error:
             await member.writer.close()
-            return [{"message": error.message, "path": [shared.shape.field], "extensions": error.extensions}]
+            # As the unshared path answers for a guild that does not exist, to the byte: a
+            # refusal must not tell that the guild exists.
+            return [{"message": error.message, "extensions": error.extensions}]
         group = self.groups.get(shared.key)
         if group is None:
             group = Group(self, shared, query, operation_name, context)

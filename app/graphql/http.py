@@ -25,7 +25,7 @@ from strawberry.types.graphql import OperationType
 
 from app.access.cookies import SESSION_COOKIE
 from app.access.credentials import Credentials, from_scope, trusted_origin
-from app.access.errors import RateLimited, Unauthenticated
+from app.access.errors import AccessUnavailable, RateLimited, Unauthenticated
 from app.access.gatekeeper import DigestOf, Gatekeeper
 from app.access.principal import Principal
 from app.cache.response_cache import ResponseCache
@@ -228,7 +228,7 @@ class GraphQLEndpoint:
             response = await self._answer(request, media, request_id)
         except BadRequest as error:
             response = _json(request_error(error.message, error.code), error.status, media, error.headers)
-        except DiscordUnavailable as error:  # the caller's guilds could not be listed
+        except (DiscordUnavailable, AccessUnavailable) as error:  # who the caller is cannot be told now
             body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
             response = _json(body, 503, media, {"Retry-After": "30"})
         response.headers["X-Request-Id"] = request_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -186,6 +186,7 @@ class StreamingView(GraphQL[RequestContext, None]):
         connection_init_timeout: float = 10.0,
         max_subscriptions_per_connection: int = 100,
         access_recheck_interval: float = 60.0,
+        allowed_origins: Sequence[str] = (),
     ) -> None:
         super().__init__(
             schema,
@@ -195,6 +196,8 @@ class StreamingView(GraphQL[RequestContext, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
             max_subscriptions_per_connection=max_subscriptions_per_connection,
+            # Strawberry refuses cross-origin handshakes unless the origin is allowed here.
+            allowed_origins=allowed_origins,
         )
         self.fanout = fanout
         self.connection_init_timeout = connection_init_timeout

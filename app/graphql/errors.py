@@ -45,6 +45,6 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
     return formatted
 
 
-def request_error(message: str, code: str = "BAD_REQUEST") -> dict[str, Any]:
+def request_error(message: str, code: str = "BAD_REQUEST", **details: Any) -> dict[str, Any]:
     """A response body for a request that never reached execution."""
-    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return {"errors": [{"message": message, "extensions": {"code": code, **details}}]}

@@ -31,6 +31,7 @@ from app.access.principal import Principal
 from app.cache.response_cache import ResponseCache
 from app.graphql.context import RequestContext
 from app.graphql.errors import format_error, request_error
+from app.graphql.limits import CACHED_QUERY_CHARS
 from app.graphql.schema import PollySchema
 from app.roles.errors import DiscordUnavailable
 
@@ -54,11 +55,14 @@ class BadRequest(Exception):
         self.message = message
         self.headers = headers or {}
         self.code = code
+        self.details: dict[str, Any] = {}
 
 
 def _rate_limited(retry_after: float) -> BadRequest:
     error = RateLimited(retry_after)  # rounded up to whole seconds, as Retry-After wants
-    return BadRequest(429, error.message, {"Retry-After": str(error.retry_after)}, code=error.code)
+    refusal = BadRequest(429, error.message, {"Retry-After": str(error.retry_after)}, code=error.code)
+    refusal.details = error.details  # retryAfter, as WebSocket clients get it
+    return refusal
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -91,12 +95,20 @@ def _wants_html(accept: str | None) -> bool:
     return bool(accept) and "text/html" in (accept or "")
 
 
-@functools.lru_cache(maxsize=1024)
 def _parse(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
+    if len(query) > CACHED_QUERY_CHARS:
+        return _parse_uncached(query, max_tokens)
+    return _parse_cached(query, max_tokens)
+
+
+def _parse_uncached(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
     try:
         return parse(query, max_tokens=max_tokens)
     except GraphQLError as error:
         return error
+
+
+_parse_cached = functools.lru_cache(maxsize=1024)(_parse_uncached)
 
 
 class GraphQLParams:
@@ -227,7 +239,9 @@ class GraphQLEndpoint:
         try:
             response = await self._answer(request, media, request_id)
         except BadRequest as error:
-            response = _json(request_error(error.message, error.code), error.status, media, error.headers)
+            response = _json(
+                request_error(error.message, error.code, **error.details), error.status, media, error.headers
+            )
         except (DiscordUnavailable, AccessUnavailable) as error:  # who the caller is cannot be told now
             body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
             response = _json(body, 503, media, {"Retry-After": "30"})
@@ -281,7 +295,9 @@ class GraphQLEndpoint:
             except RateLimited as error:
                 raise _rate_limited(error.retry_after) from error
         except BadRequest as error:
-            return _json(request_error(error.message, error.code), error.status, JSON, error.headers)
+            return _json(
+                request_error(error.message, error.code, **error.details), error.status, JSON, error.headers
+            )
         principal = admitted.principal
         if principal is None:
             raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
@@ -320,6 +336,12 @@ class GraphQLEndpoint:
         allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
         if request.method == "GET" and operation.operation.value != "query":
             raise BadRequest(405, "Mutations and subscriptions need POST.", {"Allow": "POST"})
+        if operation.operation.value == "subscription":
+            raise BadRequest(
+                400,
+                "A subscription streams its results: open a WebSocket (graphql-transport-ws) or ask for"
+                " Server-Sent Events (Accept: text/event-stream).",
+            )
         if (
             operation.operation.value == "mutation"
             and context.principal.via_cookie

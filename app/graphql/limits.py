@@ -8,6 +8,7 @@ the walk itself expensive, and fragment cycles are left to GraphQL's own rule to
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from graphql import (
@@ -30,6 +31,7 @@ from graphql import (
     get_nullable_type,
     is_list_type,
 )
+from graphql.validation.validate import ValidationAbortedError
 
 LIST_FACTOR = 10
 FIELD_COSTS = {
@@ -40,6 +42,13 @@ FIELD_COSTS = {
     ("Subscription", "guildRolesChanged"): 10,
 }
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+# How often one response name may be selected in one selection set (fragments included).
+# Merging repeated fields is legal GraphQL, and checking that they can be merged compares every
+# pair of them: hundreds of repeats cost the server seconds.
+MAX_REPEATS = 20  # room for many fragments that each select `id`; 20² comparisons are nothing
+# Parsed and validated documents are cached by their text up to this length; a longer one is
+# parsed afresh each time, or a caller could fill the caches with megabytes per entry.
+CACHED_QUERY_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -56,9 +65,15 @@ class Measure:
     depth: int = 0
     aliases: int = 0
     cost: int = 0
+    repeats: int = 0  # most selections of one response name in one selection set
 
     def __add__(self, other: Measure) -> Measure:
-        return Measure(max(self.depth, other.depth), self.aliases + other.aliases, self.cost + other.cost)
+        return Measure(
+            max(self.depth, other.depth),
+            self.aliases + other.aliases,
+            self.cost + other.cost,
+            max(self.repeats, other.repeats),
+        )
 
 
 class _Walk:
@@ -69,13 +84,15 @@ class _Walk:
         }
         self._measured: dict[str, Measure] = {}
         self._measuring: set[str] = set()
+        self._named: dict[str, Counter[str]] = {}
 
     def operation(self, operation: OperationDefinitionNode) -> Measure:
         root = self._schema.get_root_type(operation.operation)
         return self.selections(operation.selection_set, root)
 
     def selections(self, selection_set: SelectionSetNode | None, parent: GraphQLNamedType | None) -> Measure:
-        total = Measure()
+        names = self._names(selection_set, set())
+        total = Measure(repeats=max(names.values(), default=0))
         for selection in selection_set.selections if selection_set else ():
             if isinstance(selection, FieldNode):
                 total = total + self._field(selection, parent)
@@ -86,6 +103,24 @@ class _Walk:
             elif isinstance(selection, FragmentSpreadNode):
                 total = total + self._fragment(selection.name.value)
         return total
+
+    def _names(self, selection_set: SelectionSetNode | None, visiting: set[str]) -> Counter[str]:
+        """Response names selected in ``selection_set``, inline fragments and fragments included."""
+        names: Counter[str] = Counter()
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                names[(selection.alias or selection.name).value] += 1
+            elif isinstance(selection, InlineFragmentNode):
+                names.update(self._names(selection.selection_set, visiting))
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self._fragments.get(name)
+                if fragment is None or name in visiting:
+                    continue  # unknown or cyclic: GraphQL's own rules report it
+                if name not in self._named:
+                    self._named[name] = self._names(fragment.selection_set, visiting | {name})
+                names.update(self._named[name])
+        return names
 
     def _field(self, node: FieldNode, parent: GraphQLNamedType | None) -> Measure:
         name = node.name.value
@@ -98,6 +133,7 @@ class _Walk:
             depth=1 + child.depth,
             aliases=child.aliases + (1 if node.alias else 0),
             cost=own + (LIST_FACTOR if many else 1) * child.cost,
+            repeats=child.repeats,
         )
 
     def _fragment(self, name: str) -> Measure:
@@ -120,12 +156,22 @@ def limits_rule(limits: QueryLimits) -> type[ASTValidationRule]:
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
             walk = _Walk(context.schema, context.document)
+            self.problems: list[GraphQLError] = []
             for definition in context.document.definitions:
                 if isinstance(definition, OperationDefinitionNode):
-                    self._check(context, definition, walk.operation(definition))
+                    self.problems += self._check(definition, walk.operation(definition))
+
+        def enter_document(self, *_: object) -> None:
+            """A document over the limits is refused before the other rules walk it: what they
+            would find is not worth their time (some of them take time quadratic in its size)."""
+            if self.problems:
+                *others, last = self.problems
+                for problem in others:
+                    self.report_error(problem)
+                raise ValidationAbortedError(last.message, last.nodes, extensions=last.extensions)
 
         @staticmethod
-        def _check(context: ValidationContext, operation: OperationDefinitionNode, measure: Measure) -> None:
+        def _check(operation: OperationDefinitionNode, measure: Measure) -> list[GraphQLError]:
             name = f"Operation {operation.name.value!r}" if operation.name else "The operation"
             problems = []
             if measure.depth > limits.max_depth:
@@ -141,8 +187,12 @@ def limits_rule(limits: QueryLimits) -> type[ASTValidationRule]:
                     f"{name} would cost {measure.cost} points; at most {limits.max_cost} are allowed "
                     "(ask for fewer guilds or fields per request)."
                 )
-            for problem in problems:
-                context.report_error(GraphQLError(problem, operation, extensions={"code": TOO_COMPLEX}))
+            if measure.repeats > MAX_REPEATS:
+                problems.append(
+                    f"{name} selects one field {measure.repeats} times in one place; at most"
+                    f" {MAX_REPEATS} are allowed (use aliases for different arguments)."
+                )
+            return [GraphQLError(p, operation, extensions={"code": TOO_COMPLEX}) for p in problems]
 
     return LimitsRule
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import strawberry
 from graphql import GraphQLError
@@ -20,7 +21,7 @@ from app.access.policy import READ_ROLES, permitted, require_authenticated, requ
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
-from app.graphql.limits import QueryLimits, validation_rules
+from app.graphql.limits import CACHED_QUERY_CHARS, QueryLimits, validation_rules
 from app.graphql.subscription import Subscription
 from app.graphql.types import Channel, Guild, Role, RoleValidation
 from app.graphql.viewer import Viewer
@@ -168,6 +169,24 @@ class ErrorCodes(MaskErrors):
         return processed
 
 
+class ShortParserCache(ParserCache):
+    """Strawberry's parser cache, for documents short enough to be worth keeping."""
+
+    def on_parse(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > CACHED_QUERY_CHARS:
+            yield  # Strawberry parses it itself
+        else:
+            yield from super().on_parse()
+
+
+class ShortValidationCache(ValidationCache):
+    def on_validate(self) -> Iterator[None]:
+        if len(self.execution_context.query or "") > CACHED_QUERY_CHARS:
+            yield  # Strawberry validates it itself
+        else:
+            yield from super().on_validate()
+
+
 class PollySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -196,9 +215,9 @@ def build_schema(limits: QueryLimits) -> PollySchema:
         subscription=Subscription,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: ParserCache(maxsize=1024),
+            lambda: ShortParserCache(maxsize=1024),
             lambda: AddValidationRules(rules),
-            lambda: ValidationCache(maxsize=1024),
+            lambda: ShortValidationCache(maxsize=1024),
             ErrorCodes,
         ],
     )

@@ -526,3 +526,25 @@ async def test_a_revoked_key_fails_on_its_next_request(
         assert '"Moderators"' not in answer.text
         ws = await over_websocket(api, caller, {"g": str(target), "since": "0-0"})
         assert ws.codes == ["UNAUTHENTICATED"], ws.text
+
+
+async def test_a_cached_answer_never_reaches_another_access_scope(api: RunningApi, fixture: Fixture) -> None:
+    """The response cache is keyed by access scope: the same request bytes from a caller who may
+    not see the guild get NOT_FOUND, never the copy cached for one who may."""
+    playground = guild_id(fixture, "Polly Playground")
+    quiet = guild_id(fixture, "Quiet Corner")
+    body = {
+        "query": "query($g: ID!) { guildRoles(guildId: $g) { id name } }",
+        "variables": {"g": str(playground)},
+    }
+    allowed = await api.client.post("/graphql", json=body)
+    assert allowed.status_code == 200 and allowed.json()["data"]["guildRoles"]
+    again = await api.client.post("/graphql", json=body)
+    assert again.content == allowed.content  # served from the cache
+    other = await create_key(api.settings, [quiet], ["roles:read"])
+    refused = await api.client.post("/graphql", json=body, headers={"Authorization": f"Bearer {other}"})
+    assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert "guildRoles" not in refused.text or refused.json()["data"] is None
+    for role in next(g for g in fixture.guilds if g.id == playground).roles:
+        if role.id != playground:  # @everyone's id is the guild's, which the question names
+            assert str(role.id) not in refused.text and role.name not in refused.text

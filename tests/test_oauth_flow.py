@@ -423,6 +423,23 @@ async def test_logout_ends_the_session_for_every_copy_of_the_cookie(
             assert "Alice" not in answer.text
 
 
+async def test_a_mutation_signed_in_by_cookie_must_come_from_the_sites_own_pages(api: RunningApi) -> None:
+    """Cross-site request forgery: a foreign page can make the browser POST with the cookie."""
+    async with contextlib.aclosing(await log_in(api, "alice")) as client:
+        mutation = {"query": "mutation { apiVersion }"}
+        for origin in ("https://evil.example", None):
+            headers = {} if origin is None else {"Origin": origin}
+            refused = await client.post("/graphql", json=mutation, headers=headers)
+            assert refused.status_code == 403, origin
+            assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # From the site itself the mutation reaches GraphQL (which has none to run yet).
+        own = await client.post("/graphql", json=mutation, headers={"Origin": api.url})
+        assert own.status_code != 403
+        assert own.json()["errors"][0]["extensions"]["code"] != "FORBIDDEN"
+        # Queries are not state-changing: no Origin needed.
+        assert (await viewer(client)).body["data"]["viewer"]["name"] == "Alice"
+
+
 # -- the session cookie on WebSockets --------------------------------------------------------------
 
 SUBSCRIBE_FROM_START = {"since": "0-0"}  # the first message is the current list, at once

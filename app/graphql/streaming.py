@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -72,16 +73,19 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         view = self._view
         interval = view.keep_alive_interval or 15.0
         checked = asyncio.get_running_loop().time()
-        while True:
-            await asyncio.sleep(min(interval, view.access_recheck_interval))
-            now = asyncio.get_running_loop().time()
-            if now - checked >= view.access_recheck_interval:
-                checked = now
-                reason = await view.access_changed(self.context)
-                if reason is not None:
-                    await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
-                    return
-            await self.send_message({"type": "ping"})
+        try:
+            while True:
+                await asyncio.sleep(min(interval, view.access_recheck_interval))
+                now = asyncio.get_running_loop().time()
+                if now - checked >= view.access_recheck_interval:
+                    checked = now
+                    reason = await view.access_changed(self.context)
+                    if reason is not None:
+                        await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+                        return
+                await self.send_message({"type": "ping"})
+        except WebSocketDisconnected:
+            return  # the client left while we spoke; the handler's shutdown follows
 
     async def shutdown(self) -> None:
         if self._pinger is not None:
@@ -107,11 +111,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         errors = await fanout.serve(
             shared, member, operation.query, operation.operation_name, self.context.fresh()
         )
-        if errors:
-            message = {"id": operation.id, "type": "error", "payload": errors}
-            await operation.send_operation_message(cast(TransportErrorMessage, message))
-        else:
-            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        try:
+            if errors:
+                message = {"id": operation.id, "type": "error", "payload": errors}
+                await operation.send_operation_message(cast(TransportErrorMessage, message))
+            else:
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except WebSocketDisconnected:
+            return  # the group ended as the client left: nobody to tell
 
 
 class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):

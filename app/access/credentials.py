@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from starlette.datastructures import URL
 from starlette.requests import cookie_parser
 
 from app.access.cookies import SESSION_COOKIE
@@ -65,3 +66,11 @@ def trusted_origin(credentials: Credentials, allowed: frozenset[str]) -> bool:
         return False
     origin = origin.rstrip("/")
     return origin == credentials.own_origin or origin in allowed
+
+
+def public_origin(public_url: str) -> str:
+    """The Origin browsers send from pages under ``public_url`` (scheme://host[:port])."""
+    url = URL(public_url)
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    port = "" if url.port is None or url.port == default_port else f":{url.port}"
+    return f"{url.scheme}://{url.hostname}{port}"

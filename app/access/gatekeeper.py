@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from app.access.authenticator import Authenticator, key_principal
 from app.access.credentials import Credentials
 from app.access.errors import AccessUnavailable, RateLimited
-from app.access.principal import Principal
+from app.access.principal import Principal, anonymous
 from app.cache.connection import CacheUnavailable
 from app.cache.gate import KeyVerdict, RequestGate
 from app.storage.api_keys import ApiKeyRecord, hash_secret, parse_token
@@ -77,8 +77,11 @@ class Gatekeeper:
             if admission.verdict is not KeyVerdict.MISS and admission.record is not None:
                 principal = key_principal(ApiKeyRecord.from_json(admission.record), secret, by_address)
                 return await self._checked(principal)
+            # Not cached: the database is asked, at the sender's address's cost first, so that
+            # made-up key ids cannot flood the database past the rate limit.
+            await self._refuse(anonymous(by_address))
             if await self.authenticator.load_key(key_id) is None:
-                return await self._refuse(key_principal(None, secret, by_address))
+                return Admitted(key_principal(None, secret, by_address))
         # Cached and gone at once (Redis evicting under memory pressure): the database decides.
         return await self._checked(
             key_principal(await self.authenticator.load_key(key_id), secret, by_address)

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.access.authenticator import Authenticator
 from app.access.cookies import CookieSigner
+from app.access.credentials import public_origin
 from app.access.gatekeeper import Gatekeeper
 from app.access.login import LoginFlow
 from app.access.principal import Principal
@@ -134,6 +135,9 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     responses = ResponseCache(role_cache, ttl=settings.role_cache_ttl) if settings.response_cache else None
 
     allowed_origins = frozenset(settings.cors_origins) - {"*"}
+    if settings.public_url is not None:
+        # Behind a proxy that ends TLS, requests reach us as http:// while browsers say https://.
+        allowed_origins |= {public_origin(str(settings.public_url))}
     oauth = None
     if settings.discord_client_secret is not None:
         oauth = DiscordOAuth(
@@ -201,7 +205,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         # As long as a copy of the caller's key or guilds may be cached anyway.
         access_recheck_interval=min(settings.api_key_cache_ttl, settings.viewer_cache_ttl),
-        allowed_origins=settings.cors_origins,
+        allowed_origins=[*settings.cors_origins, *sorted(allowed_origins - set(settings.cors_origins))],
     )
     return Services(
         settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.access.credentials import Credentials
 from app.access.principal import Principal, anonymous
+from app.errors import PollyError
 from app.graphql.loaders import RolesLoader
 from app.live.feed import LiveFeed
 from app.roles.service import RoleService
@@ -33,6 +34,12 @@ class RequestContext:
     connection_params: object = None
     # What the connection presented, for transports that authenticate again later.
     credentials: Credentials | None = None
+    # For streams no connection loop watches (SSE): why the caller may no longer receive what
+    # it subscribed to, asked before each message; None while nothing changed.
+    recheck: Callable[[], Awaitable[str | None]] | None = None
+    # Why who a connection is could not be checked when it presented itself, if so: each of
+    # its operations is refused with it.
+    unavailable: PollyError | None = None
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)
@@ -56,6 +63,7 @@ class RequestContext:
             "live": self.live,
             "connection_params": self.connection_params,
             "credentials": self.credentials,
+            "recheck": self.recheck,
         }
         return RequestContext(self.roles, **{**base, **changes})
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 from graphql import (
+    ASTValidationRule,
     FieldNode,
     GraphQLError,
     GraphQLSchema,
@@ -35,6 +36,7 @@ from graphql import (
     StringValueNode,
     VariableNode,
     parse,
+    specified_rules,
     validate,
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
@@ -132,14 +134,21 @@ class Shared:
 
 
 @functools.lru_cache(maxsize=512)
-def _shape(query: str, operation_name: str | None, schema: GraphQLSchema) -> Shape | None:
+def _shape(
+    query: str,
+    operation_name: str | None,
+    schema: GraphQLSchema,
+    max_tokens: int,
+    rules: tuple[type[ASTValidationRule], ...],
+) -> Shape | None:
     """The shape of a valid subscription to ``guildRolesChanged`` alone; None for anything else
-    (which Strawberry then runs, and reports errors for, the usual way)."""
+    (which Strawberry then runs, and reports errors for, the usual way). The API's own limits
+    come first, so an oversized document costs no more here than there."""
     try:
-        document = parse(query)
+        document = parse(query, max_tokens=max_tokens)
     except GraphQLError:
         return None
-    if validate(schema, document):
+    if validate(schema, document, (*rules, *specified_rules)):
         return None
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
@@ -301,7 +310,9 @@ class Fanout:
         """How a subscription joins a group, or None when it is not one to share."""
         if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
             return None
-        shape = _shape(query, operation_name, self.schema._schema)
+        shape = _shape(
+            query, operation_name, self.schema._schema, self.schema.limits.max_tokens, self.schema.rules
+        )
         if shape is None:
             return None
         group_variables = dict(variables or {})

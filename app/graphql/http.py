@@ -298,6 +298,9 @@ class GraphQLEndpoint:
             return _json(
                 request_error(error.message, error.code, **error.details), error.status, JSON, error.headers
             )
+        except (DiscordUnavailable, AccessUnavailable) as error:  # who the caller is cannot be told now
+            body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
+            return _json(body, 503, JSON, {"Retry-After": "30"})
         principal = admitted.principal
         if principal is None:
             raise RuntimeError("the gatekeeper admitted nobody without a cached answer")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -188,6 +188,10 @@ class ShortValidationCache(ValidationCache):
 
 
 class PollySchema(strawberry.Schema):
+    # Set by build_schema: what every document must pass, for code that parses one itself.
+    limits: QueryLimits
+    rules: tuple[type[ASTValidationRule], ...]
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -210,7 +214,7 @@ class PollySchema(strawberry.Schema):
 def build_schema(limits: QueryLimits) -> PollySchema:
     rules = validation_rules(limits)
     # Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
-    return PollySchema(
+    built = PollySchema(
         query=Query,
         subscription=Subscription,
         extensions=[
@@ -221,6 +225,8 @@ def build_schema(limits: QueryLimits) -> PollySchema:
             ErrorCodes,
         ],
     )
+    built.limits, built.rules = limits, tuple(rules)
+    return built
 
 
 # With the default limits: what `strawberry export-schema` writes to schema.graphql.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, MutableMapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -34,15 +35,23 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from strawberry.types.unset import UnsetType
 
 from app.access.authenticator import Authenticator
-from app.access.credentials import from_scope, with_connection_params
-from app.access.errors import RateLimited
-from app.access.principal import Principal
+from app.access.credentials import Credentials, from_scope, with_connection_params
+from app.access.errors import AccessUnavailable, RateLimited
+from app.access.principal import Principal, anonymous
+from app.cache.connection import CacheUnavailable
 from app.cache.gate import RequestGate
+from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout, Member
 from app.graphql.frames import SocketWriter
 from app.graphql.http import PRINCIPAL
 from app.graphql.schema import PollySchema
+from app.roles.errors import DiscordUnavailable
+
+log = logging.getLogger(__name__)
+
+# Who a connection is cannot be told now (the database or Discord unreachable).
+UNCHECKABLE = (AccessUnavailable, DiscordUnavailable)
 
 INIT_TIMEOUT_CODE = 4408
 ACCESS_CHANGED_CODE = 4403
@@ -79,7 +88,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
                 now = asyncio.get_running_loop().time()
                 if now - checked >= view.access_recheck_interval:
                     checked = now
-                    reason = await view.access_changed(self.context)
+                    reason = await view.access_changed(self.context, cross_site_guard=True)
                     if reason is not None:
                         await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
                         return
@@ -90,8 +99,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def shutdown(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
+            # The pinger never fails (access_changed does not raise); were it to, the socket's
+            # operations must still be cleaned up below.
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pinger
+                await asyncio.gather(self._pinger, return_exceptions=True)
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
@@ -140,7 +151,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             return
         while True:  # as graphql-transport-ws does: a socket whose access changed is closed
             await asyncio.sleep(view.access_recheck_interval)
-            reason = await view.access_changed(self.context)
+            reason = await view.access_changed(self.context, cross_site_guard=True)
             if reason is not None:
                 await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
                 return
@@ -217,18 +228,39 @@ class StreamingView(GraphQL[RequestContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
         credentials = from_scope(request.scope)
+        unavailable = None
         admitted = request.scope.get("state", {}).get(PRINCIPAL)  # SSE: admitted by the endpoint
         if isinstance(admitted, Principal):
             principal = admitted
         else:
             # A WebSocket handshake is a cross-site read waiting to happen: a cookie only counts
             # when the page that opened the socket is ours (or an allowed origin).
-            principal = await self._authenticator.principal(
-                credentials, cross_site_guard=isinstance(request, WebSocket)
-            )
+            try:
+                principal = await self._identify(credentials, cross_site_guard=isinstance(request, WebSocket))
+            except UNCHECKABLE as error:
+                principal, unavailable = anonymous(f"ip:{credentials.client}"), error
         context = self._context(principal)
         context.credentials = credentials
+        context.unavailable = unavailable
+        if isinstance(admitted, Principal):
+            # No socket loop looks at an SSE stream again: its subscription asks before each
+            # message it sends.
+            context.recheck = self._rechecker(context)
         return context
+
+    def _rechecker(self, context: RequestContext) -> Callable[[], Awaitable[str | None]]:
+        """access_changed for an SSE stream, asked at most once per recheck interval."""
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
+
+        async def recheck() -> str | None:
+            nonlocal checked
+            if loop.time() - checked < self.access_recheck_interval:
+                return None
+            checked = loop.time()
+            return await self.access_changed(context)
+
+        return recheck
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType | dict[str, object] | None:
         """Credentials in the connection-init payload replace the handshake's."""
@@ -238,15 +270,37 @@ class StreamingView(GraphQL[RequestContext, None]):
         )
         if wants_key and context.credentials is not None:
             context.credentials = with_connection_params(context.credentials, params)
-            context.act_as(await self._authenticator.principal(context.credentials))
+            try:
+                context.act_as(await self._identify(context.credentials, cross_site_guard=True))
+                context.unavailable = None
+            except UNCHECKABLE as error:
+                context.act_as(anonymous(f"ip:{context.credentials.client}"))
+                context.unavailable = error
         return None
 
-    async def access_changed(self, context: RequestContext) -> str | None:
+    async def _identify(self, credentials: Credentials, *, cross_site_guard: bool) -> Principal:
+        """Who a WebSocket presents itself as. A key may be looked up in the database, so each
+        attempt costs the sender's address a token first, as on HTTP."""
+        if credentials.authorization is not None:
+            by_address = f"ip:{credentials.client}"
+            admission = await self._gate.admit(by_address)
+            if not admission.allowed:
+                return anonymous(by_address, RateLimited(admission.retry_after).message)
+        return await self._authenticator.principal(credentials, cross_site_guard=cross_site_guard)
+
+    async def access_changed(self, context: RequestContext, *, cross_site_guard: bool = False) -> str | None:
         """Why a long-lived connection may no longer act as it did (a key revoked, a login
-        ended, guilds or permissions changed); None while nothing changed."""
+        ended, guilds or permissions changed); None while nothing changed, or while it cannot
+        be told (the database or Discord unreachable: asked again next time)."""
         if context.credentials is None or not context.principal.authenticated:
             return None
-        principal = await self._authenticator.principal(context.credentials)
+        try:
+            principal = await self._authenticator.principal(
+                context.credentials, cross_site_guard=cross_site_guard
+            )
+        except (PollyError, CacheUnavailable) as error:
+            log.warning("A connection's access could not be checked again (%s); trying later.", error)
+            return None
         if principal.refused is not None:
             return principal.refused
         if principal.access_scope != context.principal.access_scope:
@@ -254,7 +308,10 @@ class StreamingView(GraphQL[RequestContext, None]):
         return None
 
     async def refusal(self, context: RequestContext) -> dict[str, Any] | None:
-        """An operation's start takes a token from its caller's bucket; the error when empty."""
+        """An operation's start takes a token from its caller's bucket; the error when empty,
+        or when who the caller is could not be checked (each operation is told so)."""
+        if context.unavailable is not None:
+            return {"message": context.unavailable.message, "extensions": context.unavailable.extensions}
         admission = await self._gate.admit(context.principal.bucket)
         if admission.allowed:
             return None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
+from app.access.errors import Unauthenticated
 from app.access.policy import READ_ROLES, authorize
 from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
@@ -110,6 +111,8 @@ class Subscription:
                 if message is None:
                     latest = await live.latest_id(guild)  # first: the list is at least this new
                     message = resync(await context.roles.guild(guild), channel, latest)
+                if context.recheck is not None and (ended := await context.recheck()) is not None:
+                    raise Unauthenticated(ended)
                 if context.announce is not None:
                     context.announce(message.event_id)
                 yield message

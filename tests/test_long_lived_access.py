@@ -1,0 +1,201 @@
+"""Access on connections that outlive a request: SSE streams and WebSockets are checked again,
+cookies count only from our own pages (behind a TLS proxy too), and what a WebSocket sends is
+held to the same limits as a POST."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import websockets
+from websockets.typing import Subprotocol
+
+from app.access.credentials import Credentials, public_origin
+from app.access.errors import AccessUnavailable
+from app.access.principal import Principal, PrincipalKind
+from app.graphql.context import RequestContext
+from app.graphql.streaming import StreamingView
+from app.sandbox.fixture import Fixture
+from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, create_key, guild_id, role_id
+from tests.test_access_matrix import SUBSCRIPTION, key_id, log_in, over_websocket, user_caller
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def revoke(api: RunningApi, redis_url: str, token: str) -> None:
+    env = {**os.environ, "POLLY_DATA_DIR": str(api.settings.data_dir), "POLLY_REDIS_URL": redis_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "keys", "revoke", key_id(token), cwd=REPO, env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await process.wait() == 0
+
+
+async def test_an_sse_stream_of_a_revoked_key_ends_before_its_next_change(
+    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    api_factory: Callable[..., Awaitable[RunningApi]],
+    http: SandboxHttp,
+    redis_url: str,
+    fixture: Fixture,
+) -> None:
+    await bot_factory(redis_url)  # role changes reach the stream
+    api = await api_factory(api_key_cache_ttl=1)
+    quiet = guild_id(fixture, "Quiet Corner")
+    helpers = role_id(fixture, "Quiet Corner", "Helpers")
+    token = await create_key(api.settings, [quiet], ["roles:read"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    body = {"query": SUBSCRIPTION, "variables": {"g": str(quiet), "since": "0-0"}}
+    events: list[dict[str, Any]] = []
+    async with api.client.stream("POST", "/graphql", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        lines = response.aiter_lines()
+
+        async def next_event() -> dict[str, Any]:
+            async for line in lines:
+                if line.startswith("data:") and line[5:].strip():
+                    event: dict[str, Any] = json.loads(line[5:])
+                    events.append(event)
+                    return event
+            return {}  # the stream ended
+
+        async with asyncio.timeout(20):
+            first = await next_event()
+            assert first["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED"
+            await revoke(api, redis_url, token)
+            # Changes keep coming; within the recheck interval (the key cache's 1 s) the stream
+            # must end with UNAUTHENTICATED instead of carrying them.
+            revoked_at = time.monotonic()
+            n = 0
+            while time.monotonic() - revoked_at < 5:
+                n += 1
+                await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": f"H{n}"})
+                event = await next_event()
+                if "errors" in event or not event:
+                    break
+    assert "errors" in events[-1], events
+    assert "revoked" in events[-1]["errors"][0]["message"]
+    assert not events[-1].get("data")
+
+
+async def test_a_session_cookie_from_a_foreign_page_stays_anonymous_whatever_the_init_payload(
+    api_factory: Callable[..., Awaitable[RunningApi]], fixture: Fixture
+) -> None:
+    # "*" lets any page open a socket (for keys); cookies must still count only from ours.
+    api = await api_factory(cors_origins=["*"])
+    target = guild_id(fixture, "Polly Playground")
+    async with contextlib.aclosing(await log_in(api, "alice")) as client:
+        caller = user_caller(api, "alice", client)
+        own = await over_websocket(api, caller, {"g": str(target), "since": "0-0"})
+        assert own.body["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED", own.text
+
+        caller.ws_headers["Origin"] = "https://evil.example"
+        for payload in (None, {"authorization": None}, {"Authorization": 42}, {"authorization": ""}):
+            caller.init_payload = payload  # type: ignore[assignment]
+            answer = await over_websocket(api, caller, {"g": str(target), "since": "0-0"})
+            assert answer.codes and answer.codes[0] in ("UNAUTHENTICATED", "NOT_FOUND"), (
+                payload,
+                answer.text,
+            )
+            assert "Moderators" not in answer.text
+
+
+async def test_behind_a_tls_proxy_the_public_origin_counts_as_our_own(
+    api_factory: Callable[..., Awaitable[RunningApi]], fixture: Fixture
+) -> None:
+    # Logged in through one API process; the proxied one shares its database and secret, and
+    # is reached over plain http, as a proxy that ends TLS reaches it.
+    direct = await api_factory()
+    proxied = await api_factory(public_url="https://polly.example")
+    target = guild_id(fixture, "Polly Playground")
+    async with contextlib.aclosing(await log_in(direct, "alice")) as client:
+        caller = user_caller(proxied, "alice", client)
+        caller.ws_headers["Origin"] = "https://polly.example"
+        answer = await over_websocket(proxied, caller, {"g": str(target), "since": "0-0"})
+        assert answer.body["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED", answer.text
+        caller.ws_headers["Origin"] = "https://elsewhere.example"
+        elsewhere = await over_websocket(proxied, caller, {"g": str(target), "since": "0-0"})
+        assert "GUILD_RESYNCED" not in elsewhere.text
+        logout = await client.post(f"{proxied.url}/auth/logout", headers={"Origin": "https://polly.example"})
+        assert logout.status_code == 204, logout.text
+
+
+def test_public_origin_is_what_browsers_send() -> None:
+    assert public_origin("https://Polly.example/") == "https://polly.example"
+    assert public_origin("https://polly.example:443/api") == "https://polly.example"
+    assert public_origin("https://polly.example:8443") == "https://polly.example:8443"
+    assert public_origin("http://localhost:8000") == "http://localhost:8000"
+
+
+async def test_an_oversized_subscription_document_is_refused_at_once(api: RunningApi) -> None:
+    """The shared-subscription path parses documents itself: under the same limits as a POST."""
+    # Under the token limit, but one field 390 times over: quadratic work for graphql-core's
+    # own rules, unless the API's limits turn it away first.
+    query = "subscription { guildRolesChanged(guildId: 1) { %s } }" % ("pingableRoles { id } " * 390)
+    url = api.url.replace("http", "ws", 1) + "/graphql"
+    async with websockets.connect(
+        url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=api.auth, max_size=None
+    ) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        started = time.monotonic()
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        async with asyncio.timeout(5):
+            while (message := json.loads(await ws.recv()))["type"] == "ping":
+                pass
+        elapsed = time.monotonic() - started
+    assert message["type"] == "error", message
+    assert message["payload"][0]["extensions"]["code"] in ("GRAPHQL_PARSE_FAILED", "QUERY_TOO_COMPLEX")
+    assert elapsed < 0.25, f"took {elapsed:.2f} s"
+
+
+async def test_keys_on_websockets_cost_the_address_a_token(
+    api_factory: Callable[..., Awaitable[RunningApi]], fixture: Fixture
+) -> None:
+    api = await api_factory(rate_limit_burst=3, rate_limit_per_second=0.01)
+    target = guild_id(fixture, "Polly Playground")
+    url = api.url.replace("http", "ws", 1) + "/graphql"
+    made_up = {"Authorization": "Bearer polly_AAAAAAAAAAAA_" + "b" * 32}
+    codes = []
+    for _ in range(5):
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=made_up
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            subscribe = {"query": SUBSCRIPTION, "variables": {"g": str(target), "since": "0-0"}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+            async with asyncio.timeout(5):
+                message = json.loads(await ws.recv())
+            codes.append(message["payload"][0]["extensions"]["code"] if message["type"] == "error" else "")
+    # The handshake's look-up and the operation each take a token: the second connection's
+    # operation is already over the limit.
+    assert codes == ["UNAUTHENTICATED"] + ["RATE_LIMITED"] * 4, codes
+
+
+class Unreachable:
+    """An authenticator whose database is down (the edge case; the real one raises the same)."""
+
+    async def principal(self, credentials: Credentials, *, cross_site_guard: bool = False) -> Principal:
+        raise AccessUnavailable
+
+
+async def test_a_recheck_that_cannot_reach_the_database_keeps_the_socket_and_says_so(
+    api: RunningApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    view: StreamingView = api.services.streaming
+    context = RequestContext(
+        api.services.roles, principal=Principal(PrincipalKind.API_KEY, id="k", bucket="key:k")
+    )
+    context.credentials = Credentials("Bearer x", None, "127.0.0.1", None, "http://test")
+    view._authenticator = Unreachable()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING):
+        assert await view.access_changed(context, cross_site_guard=True) is None
+    assert "could not be checked again" in caplog.text

@@ -63,6 +63,7 @@ class Gatekeeper:
     ) -> Admitted:
         digest = digest_of(f"key:{key_id}") if digest_of else None
         secret_hash = hash_secret(secret)
+        charged = False  # whether the sender's address paid for this request already
         for _ in range(2):  # the second time with the record cached
             try:
                 admission = await self.gate.admit_key(key_id, secret_hash, digest)
@@ -76,10 +77,12 @@ class Gatekeeper:
                 return Admitted(None, admission.cached)
             if admission.verdict is not KeyVerdict.MISS and admission.record is not None:
                 principal = key_principal(ApiKeyRecord.from_json(admission.record), secret, by_address)
-                return await self._checked(principal)
+                return Admitted(principal) if charged else await self._checked(principal)
             # Not cached: the database is asked, at the sender's address's cost first, so that
             # made-up key ids cannot flood the database past the rate limit.
-            await self._refuse(anonymous(by_address))
+            if not charged:
+                await self._refuse(anonymous(by_address))
+                charged = True
             if await self.authenticator.load_key(key_id) is None:
                 return Admitted(key_principal(None, secret, by_address))
         # Cached and gone at once (Redis evicting under memory pressure): the database decides.

@@ -196,7 +196,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
     streaming = StreamingView(
         schema,
-        Fanout(schema, buffer_limit=settings.subscriber_buffer_limit),
+        Fanout(schema, buffer_limit=settings.subscriber_buffer_limit, send_threads=settings.fanout_threads),
         context,
         authenticator,
         gate,
@@ -220,6 +220,7 @@ async def close_services(services: Services) -> None:
         await services.oauth.close()
     await services.redis.aclose()
     await services.database.close()
+    services.streaming.fanout.sender.close()
 
 
 SESSION_PURGE_INTERVAL = 3600.0

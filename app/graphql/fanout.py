@@ -4,7 +4,8 @@ Subscribers whose subscription is the same — document, operation, and variable
 ``since`` — join one *group*, whoever they are: what a group sends depends only on the guild,
 and each subscriber is authorized for that guild before joining. A group runs the subscription once through
 Strawberry (one resolver, one Redis subscription of the event hub), serializes each result
-once, and writes it to every member's socket: a frame header and a write per member.
+once, and writes it to every member's socket: a frame and a write per member, the writes
+spread over a few threads for large groups (app/graphql/frames.py).
 
 A member that asks for ``since`` joins the group at once, holding what the group sends, while a
 private replay of what it missed runs for it alone; then it receives what the group sent after
@@ -45,7 +46,7 @@ from app.access.policy import READ_ROLES, authorize
 from app.discord.snowflake import parse_snowflake
 from app.errors import PollyError
 from app.graphql.context import RequestContext
-from app.graphql.frames import SocketWriter
+from app.graphql.frames import FrameSender, SocketWriter, text_frame
 from app.graphql.schema import PollySchema
 from app.live.feed import LiveFeed
 
@@ -71,12 +72,17 @@ class Member:
 
     def __init__(self, writer: SocketWriter, operation_id: str, message_type: str) -> None:
         self.writer = writer
-        self._head = (
+        self.head = (
             b'{"id":' + orjson.dumps(operation_id) + b',"type":"' + message_type.encode() + b'","payload":'
         )
         self.behind = False
         self._held: list[tuple[str | None, bytes]] | None = None
         self.done: asyncio.Future[Errors | None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def live(self) -> bool:
+        """Neither holding (a replay runs) nor behind: the group's next message goes out as is."""
+        return self._held is None and not self.behind
 
     def hold(self) -> None:
         """Keep what the group sends until ``release`` (while a replay runs)."""
@@ -91,7 +97,7 @@ class Member:
 
     def send_now(self, payload: bytes) -> None:
         """Send past what is held (the replay's own messages)."""
-        if not self.behind and not self.writer.write(self._head + payload + b"}"):
+        if not self.behind and not self.writer.write(self.head + payload + b"}"):
             self.behind = True
 
     def deliver(self, payload: bytes, event_id: str | None = None) -> None:
@@ -103,7 +109,7 @@ class Member:
             return
         if self.behind:
             return
-        if not self.writer.write(self._head + payload + b"}"):
+        if not self.writer.write(self.head + payload + b"}"):
             self.behind = True
 
     def finish(self, errors: Errors | None) -> None:
@@ -258,8 +264,21 @@ class Group:
         if result.data is not None:
             self._latest = result.data
         payload = _payload(result)
+        # Members whose sockets can take a frame now get it in one FrameSender batch; the
+        # others as usual. (Parallel lists of ints and bytes: nothing per member for the
+        # garbage collector to track.)
+        batch: list[Member] = []
+        fds: list[int] = []
+        heads: list[bytes] = []
         for member in tuple(self.members):
-            member.deliver(payload, event_id)
+            if member.live and member.writer.idle():
+                batch.append(member)
+                fds.append(member.writer.fd)
+                heads.append(member.head)
+            else:
+                member.deliver(payload, event_id)
+        for index, sent in self._fanout.sender.send(fds, heads, payload):
+            batch[index].writer.sent_directly(text_frame(heads[index] + payload + b"}"), sent)
         if self._resyncs is None and any(member.behind for member in self.members):
             self._resyncs = asyncio.create_task(self._resync_when_drained())
 
@@ -299,9 +318,10 @@ def _payload(result: ExecutionResult) -> bytes:
 
 
 class Fanout:
-    def __init__(self, schema: PollySchema, *, buffer_limit: int = 256 * 1024) -> None:
+    def __init__(self, schema: PollySchema, *, buffer_limit: int = 256 * 1024, send_threads: int = 2) -> None:
         self.schema = schema
         self.buffer_limit = buffer_limit
+        self.sender = FrameSender(send_threads)
         self.groups: dict[GroupKey, Group] = {}
 
     def shared(

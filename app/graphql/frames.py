@@ -5,6 +5,12 @@ frame header and a write. Under uvicorn the frame goes straight to the connectio
 (uvicorn's own sends are whole frames too, so nothing interleaves); under any other server
 it goes through the ASGI ``send``. A socket whose unsent data passes a bound is "behind":
 nothing more is queued for it until it drains.
+
+For a large group, most of the cost is the kernel's: one ``send()`` per socket. A
+:class:`FrameSender` spreads those writes over a few threads (the kernel call runs without the
+GIL, so they really run side by side) while the event loop waits for them, so nothing else
+touches those sockets meanwhile; whatever a socket did not take at once goes to its transport
+afterwards, in order, as any other write.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -23,14 +32,18 @@ BEHIND = 256 * 1024  # default: bytes waiting to be sent past which the reader i
 FALLBACK_QUEUE = 64  # messages, when writing through ASGI
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final WebSocket text frame (RFC 6455 section 5.2), as servers send them."""
-    size = len(payload)
+def frame_header(size: int) -> bytes:
+    """The header of an unmasked, final WebSocket text frame of ``size`` bytes (RFC 6455
+    section 5.2), as servers send them."""
     if size < 126:
-        return bytes((0x81, size)) + payload
+        return bytes((0x81, size))
     if size < 1 << 16:
-        return struct.pack("!BBH", 0x81, 126, size) + payload
-    return struct.pack("!BBQ", 0x81, 127, size) + payload
+        return struct.pack("!BBH", 0x81, 126, size)
+    return struct.pack("!BBQ", 0x81, 127, size)
+
+
+def text_frame(payload: bytes) -> bytes:
+    return frame_header(len(payload)) + payload
 
 
 class SocketWriter:
@@ -40,8 +53,10 @@ class SocketWriter:
         protocol: Any = getattr(websocket._send, "__self__", None)
         transport = getattr(protocol, "transport", None)
         # uvicorn's protocols keep their transport and whether they sent a close frame.
-        self._protocol = protocol if transport is not None and hasattr(protocol, "close_sent") else None
+        self._protocol: Any = protocol if transport is not None and hasattr(protocol, "close_sent") else None
         self._transport: asyncio.WriteTransport | None = transport if self._protocol is not None else None
+        # The raw socket, for FrameSender's writes from other threads.
+        self.fd = -1 if self._transport is None else self._transport.get_extra_info("socket").fileno()
         self._websocket = websocket
         self._queue: asyncio.Queue[bytes] | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -69,6 +84,22 @@ class SocketWriter:
             return False
         return True
 
+    def idle(self) -> bool:
+        """Whether a frame may go straight to the socket now: direct, open, nothing unsent."""
+        transport = self._transport
+        return (
+            transport is not None
+            and not self._protocol.close_sent
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
+
+    def sent_directly(self, frame: bytes, sent: int) -> None:
+        """FrameSender wrote ``sent`` bytes of ``frame`` (-1: the socket failed): the rest goes
+        through the transport, which also deals with a failed socket as with any write."""
+        if sent < len(frame) and self._transport is not None:
+            self._transport.write(frame[max(sent, 0) :])
+
     def drained(self) -> bool:
         if self._transport is not None:
             return self._transport.get_write_buffer_size() <= self._drained
@@ -95,3 +126,65 @@ class SocketWriter:
             async with asyncio.timeout(within):
                 await self._queue.join()
         self._sender.cancel()
+
+
+class FrameSender:
+    """Writes frames to many sockets at once, over ``threads`` threads (the caller's among
+    them) when there are at least ``parallel_from``."""
+
+    def __init__(self, threads: int = 2, *, parallel_from: int = 256) -> None:
+        self.threads = max(1, threads)
+        self.parallel_from = parallel_from
+        self._pool: ThreadPoolExecutor | None = None
+
+    def send(self, fds: Sequence[int], heads: Sequence[bytes], payload: bytes) -> list[tuple[int, int]]:
+        """Write the text frame of ``head + payload + b"}"`` to the socket of the same index,
+        straight to it. Returns (index, bytes sent) of each frame not sent whole (0 when the
+        socket was full, -1 when it failed). Blocks until all are done: the caller's event loop
+        waits, so nothing else touches those sockets meanwhile. Only the kernel calls run side
+        by side (they release the GIL); Python code in two threads only takes turns, so the
+        caller does the rest beforehand, and no frame is assembled in memory (the kernel
+        gathers each one from its parts)."""
+        headers = {size: frame_header(size + len(payload) + 1) for size in set(map(len, heads))}
+        helpers = self.threads - 1 if len(fds) >= self.parallel_from else 0
+        if helpers == 0:
+            return _write(fds, heads, payload, headers, 0, len(fds))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(helpers, thread_name_prefix="polly-frames")
+        share = -(-len(fds) // (helpers + 1))
+        pending = [
+            self._pool.submit(_write, fds, heads, payload, headers, start, start + share)
+            for start in range(share, len(fds), share)
+        ]
+        unfinished = _write(fds, heads, payload, headers, 0, share)
+        for done in pending:
+            unfinished += done.result()
+        return unfinished
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+
+def _write(
+    fds: Sequence[int],
+    heads: Sequence[bytes],
+    payload: bytes,
+    headers: dict[int, bytes],
+    start: int,
+    end: int,
+) -> list[tuple[int, int]]:
+    unfinished = []
+    rest = len(payload) + 1
+    for index in range(start, min(end, len(fds))):
+        head = heads[index]
+        header = headers[len(head)]
+        try:
+            sent = os.writev(fds[index], (header, head, payload, b"}"))
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = -1
+        if sent != len(header) + len(head) + rest:
+            unfinished.append((index, sent))
+    return unfinished

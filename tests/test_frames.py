@@ -1,0 +1,132 @@
+"""One message to many sockets: FrameSender's threaded writes, over real sockets and through the
+running API to a group large enough to use them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.typing import Subprotocol
+
+from app.graphql.frames import FrameSender, frame_header
+from app.sandbox.fixture import Fixture
+from tests.conftest import RunningApi, SandboxHttp, guild_id, role_id, wait_until
+
+PAYLOAD = b'{"data":{"guildRolesChanged":{"kind":"ROLE_UPDATED"}}}'
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    made: list[tuple[socket.socket, socket.socket]] = []
+    yield made
+    for ours, theirs in made:
+        ours.close()
+        theirs.close()
+
+
+def connected(pairs: list[tuple[socket.socket, socket.socket]], count: int) -> list[int]:
+    for _ in range(count):
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        pairs.append((ours, theirs))
+    return [ours.fileno() for ours, _ in pairs[-count:]]
+
+
+def received(theirs: socket.socket) -> bytes:
+    theirs.setblocking(False)
+    chunks = []
+    try:
+        while chunk := theirs.recv(1 << 20):
+            chunks.append(chunk)
+    except BlockingIOError:
+        pass
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_every_socket_gets_its_own_whole_frame(
+    pairs: list[tuple[socket.socket, socket.socket]], threads: int
+) -> None:
+    fds = connected(pairs, 700)
+    heads = [b'{"id":"' + str(uuid.uuid4()).encode() + b'","type":"next","payload":' for _ in fds]
+    heads[5] = b'{"id":"7","type":"next","payload":'  # a shorter id: another frame header
+    sender = FrameSender(threads, parallel_from=256)
+    try:
+        assert sender.send(fds, heads, PAYLOAD) == []
+    finally:
+        sender.close()
+    for (_, theirs), head in zip(pairs, heads, strict=True):
+        message = head + PAYLOAD + b"}"
+        assert received(theirs) == frame_header(len(message)) + message
+        json.loads(message)
+
+
+def test_full_and_failed_sockets_are_reported_for_the_caller_to_finish(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    fds = connected(pairs, 300)
+    full, gone = pairs[10][0], pairs[20]
+    filled = 0
+    try:
+        while filled < 1 << 30:  # nobody reads: fill the socket's buffers
+            filled += full.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    else:
+        raise AssertionError("the socket never filled up")
+    gone[1].close()
+    heads = [b'{"id":"1","type":"next","payload":'] * len(fds)
+    sender = FrameSender(2, parallel_from=256)
+    try:
+        unfinished = sender.send(fds, heads, PAYLOAD)
+    finally:
+        sender.close()
+    assert sorted(unfinished) == [(10, 0), (20, -1)]
+
+
+async def test_a_large_group_gets_the_change_each_under_its_own_id(
+    bot_factory: Any, api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
+) -> None:
+    """Past FrameSender's threshold (256), through the real app: every subscriber receives the
+    change once, in a frame its client parses, with its own operation id."""
+    await bot_factory(redis_url)
+    quiet = guild_id(fixture, "Quiet Corner")
+    helpers = role_id(fixture, "Quiet Corner", "Helpers")
+    query = "subscription($g: ID!) { guildRolesChanged(guildId: $g) { kind pingableRoles { name } } }"
+    url = api.url.replace("http", "ws", 1) + "/graphql"
+    sockets: dict[str, Any] = {}
+    try:
+        for _ in range(300):
+            ws = await websockets.connect(
+                url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=api.auth
+            )
+            operation = str(uuid.uuid4())
+            sockets[operation] = ws
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            subscribe = {"query": query, "variables": {"g": str(quiet)}}
+            await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": subscribe}))
+
+        async def all_joined() -> bool:
+            return api.services.streaming.fanout.subscribers == len(sockets)
+
+        await wait_until(all_joined, within=10)
+        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Many Helpers"})
+
+        async def first_change(operation: str, ws: Any) -> None:
+            while (message := json.loads(await ws.recv()))["type"] == "ping":
+                pass
+            assert message["id"] == operation and message["type"] == "next", message
+            change = message["payload"]["data"]["guildRolesChanged"]
+            assert "Many Helpers" in [role["name"] for role in change["pingableRoles"]]
+
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(first_change(operation, ws) for operation, ws in sockets.items()))
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets.values()))

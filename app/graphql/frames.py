@@ -176,11 +176,13 @@ def _write(
 ) -> list[tuple[int, int]]:
     unfinished = []
     rest = len(payload) + 1
+    parts = [b"", b"", payload, b"}"]  # one list for all the writes: nothing allocated per write
     for index in range(start, min(end, len(fds))):
         head = heads[index]
-        header = headers[len(head)]
+        header = parts[0] = headers[len(head)]
+        parts[1] = head
         try:
-            sent = os.writev(fds[index], (header, head, payload, b"}"))
+            sent = os.writev(fds[index], parts)
         except BlockingIOError:
             sent = 0
         except OSError:

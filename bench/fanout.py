@@ -4,9 +4,15 @@ and the process's memory, next to a bare Starlette WebSocket broadcast under the
 Latency is end to end: from the role change in the sandbox (through the gateway bot, Redis
 pub/sub and the API's fan-out) to the bytes arriving at each subscriber. The baseline's is
 from its broadcast request to arrival. Subscribers are cheap raw clients (bench/ws_clients.py)
-in two processes.
+in two processes, each subscription with its own operation id, as graphql-ws clients send them.
 
-Run: bench/fanout [--counts 1000,5000] [--rounds 5]
+On one two-core machine the subscribers compete with the servers for the CPU, which they would
+not from other machines. By default (``--clients kernel``) an arrival is the kernel's receive
+time of the message's last bytes, and the clients run at idle priority: they use what CPU the
+servers leave, and their own delays are not counted. ``--clients eager`` times each message in
+Python as it is read, with the clients at normal priority (the figures earlier versions gave).
+
+Run: bench/fanout [--counts 1000,5000] [--rounds 5] [--threads 2] [--clients kernel|eager]
 """
 
 from __future__ import annotations
@@ -37,13 +43,13 @@ def rss_mib(pid: int) -> float:
 
 
 def start_clients(
-    stack: Stack, url: str, count: int, events: int, guild: str
+    stack: Stack, url: str, count: int, events: int, guild: str, mode: str
 ) -> list[subprocess.Popen[bytes]]:
     subscribe = json.dumps({"query": SUBSCRIPTION, "variables": {"g": guild}})
     processes = []
     for share in _split(count, CLIENT_PROCESSES):
         stack.spawn(
-            [sys.executable, "-m", "bench.ws_clients", url, str(share), str(events), subscribe],
+            [sys.executable, "-m", "bench.ws_clients", url, str(share), str(events), subscribe, mode],
             {"POLLY_BENCH_AUTHORIZATION": stack.auth.get("Authorization", "")},
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
@@ -82,18 +88,29 @@ def latencies(arrivals: list[list[float]], starts: list[float]) -> tuple[list[fl
     return sorted(values), missing
 
 
-def summary(values: list[float]) -> dict[str, float]:
+def p99(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def figures(arrivals: list[list[float]], starts: list[float]) -> dict[str, Any]:
+    values, missing = latencies(arrivals, starts)
+    per_change = [
+        p99(sorted((times[n] - started) * 1000 for times in arrivals if n < len(times)) or [0.0])
+        for n, started in enumerate(starts, start=1)
+    ]
     return {
         "p50": statistics.median(values),
-        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
+        "p99": p99(values),
         "max": values[-1],
+        "per_change": per_change,
+        "missing": missing,
     }
 
 
 def measure_api(
     stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
 ) -> dict[str, Any]:
-    clients = start_clients(stack, context["ws"], count, args.rounds + 1, context["guild"])
+    clients = start_clients(stack, context["ws"], count, args.rounds + 1, context["guild"], args.clients)
     time.sleep(2)  # the last subscriptions reach their group
     change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
     http: httpx.Client = context["http"]
@@ -105,14 +122,13 @@ def measure_api(
         http.patch(change, json={"name": f"Voters {count}-{n}"})
         time.sleep(args.gap)
     memory = rss_mib(context["api_pid"])
-    values, missing = latencies(collect(clients), starts)
-    return {**summary(values), "missing": missing, "rss": memory}
+    return {**figures(collect(clients), starts), "rss": memory}
 
 
 def measure_bare(
     stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
 ) -> dict[str, Any]:
-    clients = start_clients(stack, context["bare_ws"], count, args.rounds + 1, context["guild"])
+    clients = start_clients(stack, context["bare_ws"], count, args.rounds + 1, context["guild"], args.clients)
     time.sleep(2)
     message = context["message"]
     http: httpx.Client = context["http"]
@@ -125,8 +141,7 @@ def measure_bare(
         http.post(context["bare_fire"], content=message, timeout=60)
         time.sleep(args.gap)
     memory = rss_mib(context["bare_pid"])
-    values, missing = latencies(collect(clients), starts)
-    return {**summary(values), "missing": missing, "rss": memory}
+    return {**figures(collect(clients), starts), "rss": memory}
 
 
 def main() -> None:
@@ -138,6 +153,15 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5, help="role changes measured per count (default 5)")
     parser.add_argument("--gap", type=float, default=1.5, help="seconds between changes (default 1.5)")
+    parser.add_argument("--threads", type=int, default=2, help="the API's POLLY_FANOUT_THREADS (default 2)")
+    parser.add_argument(
+        "--clients",
+        choices=("kernel", "eager"),
+        default="kernel",
+        help="kernel (default): arrival is the kernel's receive time of each message, and the "
+        "clients run at idle priority, on CPU time the servers leave; eager: clients at normal "
+        "priority time each message when they read it",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
 
@@ -146,7 +170,7 @@ def main() -> None:
         redis_url = stack.redis()
         sandbox = stack.sandbox(None)
         stack.bot(sandbox, redis_url)
-        api = stack.api(sandbox, redis_url)
+        api = stack.api(sandbox, redis_url, fanout_threads=str(args.threads))
         http = stack.enter_context(httpx.Client(timeout=60, headers=stack.auth))
         api_pid = stack.last.pid
         fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
@@ -192,9 +216,10 @@ def main() -> None:
     for count, result in results.items():
         api_result, bare = result["api"], result["bare"]
         print(f"  {count:5d} subscribers")
-        for name, figures in (("polly api (end to end)", api_result), ("bare Starlette broadcast", bare)):
-            latency = f"p50 {figures['p50']:7.1f}  p99 {figures['p99']:7.1f}  max {figures['max']:7.1f}"
-            print(f"    {name:26} {latency}   RSS {figures['rss']:6.1f} MiB   missing {figures['missing']}")
+        for name, measured in (("polly api (end to end)", api_result), ("bare Starlette broadcast", bare)):
+            latency = f"p50 {measured['p50']:7.1f}  p99 {measured['p99']:7.1f}  max {measured['max']:7.1f}"
+            print(f"    {name:26} {latency}   RSS {measured['rss']:6.1f} MiB   missing {measured['missing']}")
+            print(f"    {'':26} p99 of each change: {', '.join(f'{v:.1f}' for v in measured['per_change'])}")
         print(f"    p99 ratio (api / bare): {api_result['p99'] / bare['p99']:.2f}")
 
 

@@ -1,13 +1,21 @@
 """Many graphql-transport-ws subscribers in one process, as cheap as Python allows.
 
-Each connection is a bare asyncio Protocol: the HTTP upgrade, masked client frames, a minimal
-parser for the server's frames, and the arrival time (taken as the bytes arrive) of every
-``next`` message. Run as a child of bench/fanout:
+Each connection is a bare asyncio Protocol: the HTTP upgrade, masked client frames and a
+minimal parser for the server's frames. Run as a child of bench/fanout:
 
-    python -m bench.ws_clients URL COUNT EVENTS SUBSCRIBE_JSON
+    python -m bench.ws_clients URL COUNT EVENTS SUBSCRIBE_JSON [kernel|eager]
 
 prints "ready" once every connection has its subscription sent, then, after EVENTS messages
 reached every connection (or a timeout), one JSON line: arrival times per connection.
+
+An arrival is, by default (``kernel``), the time the kernel received the message's last bytes
+on the client's socket (SO_TIMESTAMPNS), and the process runs at idle priority (SCHED_IDLE):
+like subscribers on other machines, the clients then take no CPU time from the servers, and
+their own delays are not counted. Each read asks for exactly the rest of one frame, so a
+frame that arrived later (a keep-alive ping) lends the message its timestamp only if the kernel
+merged the two before the read, which the prompt reads make rare. ``eager`` takes
+the time when Python reads each message, at normal priority, so the clients' scheduling is
+part of the figure.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ import asyncio
 import base64
 import json
 import os
+import select
+import socket
 import struct
 import sys
 import time
+import uuid
 from urllib.parse import urlsplit
 
 # The API key the subscribers present (bench/fanout.py passes the Stack's).
@@ -118,16 +129,94 @@ class Subscriber(asyncio.Protocol):
             self.transport.write(client_frame(payload, opcode))
 
 
-async def main(url: str, count: int, expected: int, subscribe: str) -> None:
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python 3.11 lacks the name
+POLL_TIMEOUT = 0.25  # seconds; only bounds how long a finished client takes to notice
+
+
+class TimestampedReader:
+    """Reads a subscribed connection's frames with the kernel's receive time of each read."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        assert subscriber.transport is not None
+        subscriber.transport.pause_reading()  # asyncio no longer reads it; this does
+        own = subscriber.transport.get_extra_info("socket")
+        self.socket = socket.socket(own.family, own.type, fileno=os.dup(own.fileno()))
+        self.socket.setblocking(False)
+        self.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.subscriber = subscriber
+        self.buffer = b""
+
+    def read(self) -> None:
+        """Read what has arrived, a frame at a time: each read asks for exactly the rest of one
+        frame, so its timestamp is that of the frame's own last bytes, never of a later frame
+        (a keep-alive ping, say) that arrived behind it."""
+        while True:
+            try:
+                data, ancillary, _, _ = self.socket.recvmsg(self._needed(), socket.CMSG_SPACE(16))
+            except BlockingIOError:
+                return
+            if not data:
+                return  # closed
+            self.buffer += data
+            if self._needed() > 0:
+                continue
+            received = time.time()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanoseconds = struct.unpack("qq", value[:16])
+                    received = seconds + nanoseconds / 1e9
+            frame, self.buffer = self.buffer, b""
+            opcode, payload = frame[0] & 0x0F, frame[self._offset(frame) :]
+            if opcode == 0x9:  # ping
+                self.socket.send(client_frame(payload, 0xA))
+            elif opcode == 0x1:
+                self.subscriber.message(payload, received)
+
+    @staticmethod
+    def _offset(frame: bytes) -> int:
+        size = frame[1] & 0x7F
+        return 4 if size == 126 else 10 if size == 127 else 2
+
+    def _needed(self) -> int:
+        """Bytes still missing from the frame in the buffer (its header first)."""
+        buffer = self.buffer
+        if len(buffer) < 2:
+            return 2 - len(buffer)
+        offset = self._offset(buffer)
+        if len(buffer) < offset:
+            return offset - len(buffer)
+        size = buffer[1] & 0x7F
+        if size == 126:
+            size = struct.unpack("!H", buffer[2:4])[0]
+        elif size == 127:
+            size = struct.unpack("!Q", buffer[2:10])[0]
+        return offset + size - len(buffer)
+
+
+def read_with_timestamps(subscribers: list[Subscriber], deadline: float) -> None:
+    readers = {reader.socket.fileno(): reader for reader in map(TimestampedReader, subscribers)}
+    with select.epoll() as ready:
+        for fd in readers:
+            ready.register(fd, select.EPOLLIN)
+        while time.monotonic() < deadline and not all(s.done.done() for s in subscribers):
+            for fd, _ in ready.poll(POLL_TIMEOUT):
+                readers[fd].read()
+
+
+async def main(url: str, count: int, expected: int, subscribe: str, mode: str) -> None:
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
-    payload = json.dumps({"id": "1", "type": "subscribe", "payload": json.loads(subscribe)}).encode()
+    operation = json.loads(subscribe)
     subscribers: list[Subscriber] = []
     gate = asyncio.Semaphore(200)
 
     async def connect() -> None:
         async with gate:
             done = loop.create_future()
+            # A fresh id per subscription, as graphql-ws clients make them (UUIDs).
+            payload = json.dumps(
+                {"id": str(uuid.uuid4()), "type": "subscribe", "payload": operation}
+            ).encode()
             _, protocol = await loop.create_connection(
                 lambda: Subscriber(parts.path, parts.netloc, payload, expected, done),
                 parts.hostname,
@@ -138,11 +227,20 @@ async def main(url: str, count: int, expected: int, subscribe: str) -> None:
 
     await asyncio.gather(*(connect() for _ in range(count)))
     print("ready", flush=True)
-    await asyncio.wait([s.done for s in subscribers], timeout=120)
+    if mode == "kernel":
+        # From here on this process runs only on CPU time nobody else wants, as if on another
+        # machine; the kernel's timestamps keep its delays out of the figures.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        read_with_timestamps(subscribers, time.monotonic() + 120)
+    else:
+        await asyncio.wait([s.done for s in subscribers], timeout=120)
     print(json.dumps([s.arrivals for s in subscribers]), flush=True)
     # Stay connected until told to go (stdin closes), so the server's figures stay true.
     await loop.run_in_executor(None, sys.stdin.read)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))
+    mode = sys.argv[5] if len(sys.argv) > 5 else "kernel"
+    if mode not in ("kernel", "eager"):
+        raise SystemExit(f"mode must be kernel or eager, not {mode!r}")
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], mode))

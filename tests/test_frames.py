@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from websockets.typing import Subprotocol
 
-from app.graphql.frames import FrameSender, frame_header
+from app.graphql.frames import FrameSender, SocketWriter, frame_header
 from app.sandbox.fixture import Fixture
 from tests.conftest import RunningApi, SandboxHttp, guild_id, role_id, wait_until
 
@@ -130,3 +134,74 @@ async def test_a_large_group_gets_the_change_each_under_its_own_id(
             await asyncio.gather(*(first_change(operation, ws) for operation, ws in sockets.items()))
     finally:
         await asyncio.gather(*(ws.close() for ws in sockets.values()))
+
+
+class Protocol(asyncio.Protocol):
+    """Stands in for uvicorn's WebSocket protocol: a transport, and whether it sent a close."""
+
+    close_sent = False
+
+    def __init__(self) -> None:
+        self.made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.made.set_result(None)  # under TLS: once the handshake is done
+
+    async def send(self, message: Any) -> None:
+        raise AssertionError("direct writers do not go through ASGI")
+
+
+class Socket:
+    def __init__(self, protocol: Protocol) -> None:
+        self._send = protocol.send
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_only_plain_sockets_are_written_to_directly_never_tls(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Queue[Protocol] = asyncio.Queue()
+
+    def protocol() -> Protocol:
+        made = Protocol()
+        accepted.put_nowait(made)
+        return made
+
+    for tls in (None, server_tls):
+        server = await loop.create_server(protocol, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        client, _ = await loop.create_connection(
+            asyncio.Protocol,
+            "127.0.0.1",
+            port,
+            ssl=client_tls if tls else None,
+            server_hostname="localhost" if tls else None,
+        )
+        async with asyncio.timeout(5):
+            ours = await accepted.get()
+            await ours.made
+        writer = SocketWriter(Socket(ours))  # type: ignore[arg-type]
+        if tls is None:
+            assert writer.fd >= 0 and writer.idle()
+        else:
+            # Only the transport may write: it encrypts. The frame still goes, through it.
+            assert writer.fd == -1 and not writer.idle()
+            assert writer.write(b'{"type":"next"}')
+        client.close()
+        server.close()

@@ -55,8 +55,12 @@ class SocketWriter:
         # uvicorn's protocols keep their transport and whether they sent a close frame.
         self._protocol: Any = protocol if transport is not None and hasattr(protocol, "close_sent") else None
         self._transport: asyncio.WriteTransport | None = transport if self._protocol is not None else None
-        # The raw socket, for FrameSender's writes from other threads.
-        self.fd = -1 if self._transport is None else self._transport.get_extra_info("socket").fileno()
+        # The raw socket, for FrameSender's writes from other threads; never under TLS, where
+        # only the transport may write (it encrypts).
+        self.fd = -1
+        if self._transport is not None and self._transport.get_extra_info("ssl_object") is None:
+            raw = self._transport.get_extra_info("socket")
+            self.fd = -1 if raw is None else raw.fileno()
         self._websocket = websocket
         self._queue: asyncio.Queue[bytes] | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -85,10 +89,12 @@ class SocketWriter:
         return True
 
     def idle(self) -> bool:
-        """Whether a frame may go straight to the socket now: direct, open, nothing unsent."""
+        """Whether a frame may go straight to the socket now: a plain socket, open, nothing
+        unsent."""
         transport = self._transport
         return (
             transport is not None
+            and self.fd >= 0
             and not self._protocol.close_sent
             and not transport.is_closing()
             and transport.get_write_buffer_size() == 0

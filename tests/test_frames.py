@@ -71,6 +71,19 @@ def test_every_socket_gets_its_own_whole_frame(
         json.loads(message)
 
 
+def test_a_closed_sender_still_writes_everything_from_the_callers_thread(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    fds = connected(pairs, 300)
+    heads = [b'{"id":"1","type":"next","payload":'] * len(fds)
+    sender = FrameSender(2, parallel_from=256)
+    assert sender.send(fds, heads, PAYLOAD) == []  # with its helper
+    sender.close()
+    assert sender.send(fds, heads, PAYLOAD) == []  # without
+    frame = frame_header(len(heads[0]) + len(PAYLOAD) + 1) + heads[0] + PAYLOAD + b"}"
+    assert all(received(theirs) == frame * 2 for _, theirs in pairs)
+
+
 def test_full_and_failed_sockets_are_reported_for_the_caller_to_finish(
     pairs: list[tuple[socket.socket, socket.socket]],
 ) -> None:
@@ -205,3 +218,52 @@ async def test_only_plain_sockets_are_written_to_directly_never_tls(certificate:
             assert writer.write(b'{"type":"next"}')
         client.close()
         server.close()
+
+
+async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frames(
+    bot_factory: Any, api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
+) -> None:
+    """Both subscriptions of one socket are in the same group; with the socket full, frames
+    are written in parts, and each must still arrive whole and in order."""
+    await bot_factory(redis_url)
+    big = guild_id(fixture, "Big Guild")
+    query = (
+        "subscription($g: ID!) { guildRolesChanged(guildId: $g) { kind pingableRoles { id name color "
+        "position permissions mentionable managed hoist unicodeEmoji tags { botId integrationId } } } }"
+    )
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", int(api.url.rsplit(":", 1)[1])))
+    raw.setblocking(False)
+    url = api.url.replace("http", "ws", 1) + "/graphql"
+    async with websockets.connect(
+        url, sock=raw, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=api.auth,
+        max_queue=1, max_size=None,
+    ) as ws:  # fmt: skip
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        for operation in ("a", "b"):
+            subscribe = {"query": query, "variables": {"g": str(big)}}
+            await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": subscribe}))
+
+        async def both_joined() -> bool:
+            return api.services.streaming.fanout.subscribers == 2
+
+        await wait_until(both_joined, within=10)
+        roles = [
+            r.id for g in fixture.guilds if g.id == big for r in g.roles if not r.managed and r.id != big
+        ]
+        changes = 60
+        for n in range(changes):
+            await http.control(
+                "PATCH", f"/_sandbox/guilds/{big}/roles/{roles[n % len(roles)]}", {"name": f"B{n}"}
+            )
+        # Now read it all: a torn frame would close the connection with a protocol error.
+        current: set[str] = set()  # the operations that have seen the last change
+        async with asyncio.timeout(20):
+            while current != {"a", "b"}:
+                message = json.loads(await ws.recv())
+                if message["type"] == "next":
+                    change = message["payload"]["data"]["guildRolesChanged"]
+                    if f"B{changes - 1}" in [role["name"] for role in change["pingableRoles"]]:
+                        current.add(message["id"])

@@ -214,13 +214,13 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
 
 
 async def close_services(services: Services) -> None:
+    services.streaming.fanout.sender.close()
     await services.hub.close()
     await services.discord.close()
     if services.oauth is not None:
         await services.oauth.close()
     await services.redis.aclose()
     await services.database.close()
-    services.streaming.fanout.sender.close()
 
 
 SESSION_PURGE_INTERVAL = 3600.0

@@ -270,8 +270,16 @@ class Group:
         batch: list[Member] = []
         fds: list[int] = []
         heads: list[bytes] = []
+        # A socket with several subscriptions in this group takes one frame directly; the
+        # others queue behind it on its transport, so frames never interleave.
+        seen: set[int] = set()
+        after: list[Member] = []
         for member in tuple(self.members):
             if member.live and member.writer.idle():
+                if member.writer.fd in seen:
+                    after.append(member)
+                    continue
+                seen.add(member.writer.fd)
                 batch.append(member)
                 fds.append(member.writer.fd)
                 heads.append(member.head)
@@ -279,6 +287,8 @@ class Group:
                 member.deliver(payload, event_id)
         for index, sent in self._fanout.sender.send(fds, heads, payload):
             batch[index].writer.sent_directly(text_frame(heads[index] + payload + b"}"), sent)
+        for member in after:
+            member.deliver(payload, event_id)
         if self._resyncs is None and any(member.behind for member in self.members):
             self._resyncs = asyncio.create_task(self._resync_when_drained())
 

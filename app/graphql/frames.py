@@ -21,7 +21,7 @@ import logging
 import os
 import struct
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -158,18 +158,29 @@ class FrameSender:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(helpers, thread_name_prefix="polly-frames")
         share = -(-len(fds) // (helpers + 1))
-        pending = [
-            self._pool.submit(_write, fds, heads, payload, headers, start, start + share)
-            for start in range(share, len(fds), share)
-        ]
-        unfinished = _write(fds, heads, payload, headers, 0, share)
+        pending: list[Future[list[tuple[int, int]]]] = []
+        try:
+            for start in range(share, len(fds), share):
+                pending.append(self._pool.submit(_write, fds, heads, payload, headers, start, start + share))
+        except RuntimeError:  # shut down, or no thread could start: this thread writes the rest
+            log.warning("Writing a broadcast from one thread: its helpers are gone.", exc_info=True)
+            self.close()
+        written_here = share * (len(pending) + 1)
+        try:
+            unfinished = _write(fds, heads, payload, headers, 0, share)
+            unfinished += _write(fds, heads, payload, headers, written_here, len(fds))
+        finally:
+            wait(pending)  # no helper may still write once this returns, whatever happened
         for done in pending:
             unfinished += done.result()
         return unfinished
 
     def close(self) -> None:
+        """From now on, every send runs in the caller's thread."""
+        self.threads = 1
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _write(

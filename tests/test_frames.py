@@ -10,7 +10,8 @@ import socket
 import ssl
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,8 +225,18 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
     bot_factory: Any, api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
 ) -> None:
     """Both subscriptions of one socket are in the same group; with the socket full, frames
-    are written in parts, and each must still arrive whole and in order."""
+    are written in parts, and each must still arrive whole and in order. A reader freeing
+    space between two direct writes to one socket would tear a frame, and no test can time
+    that: so the direct writes are also watched, and one socket must never get two."""
     await bot_factory(redis_url)
+    sender = api.services.streaming.fanout.sender
+    send, repeated = sender.send, []
+
+    def watched(fds: Sequence[int], heads: Sequence[bytes], payload: bytes) -> list[tuple[int, int]]:
+        repeated.extend(fd for fd, times in Counter(fds).items() if times > 1)
+        return send(fds, heads, payload)
+
+    sender.send = watched  # type: ignore[method-assign]
     big = guild_id(fixture, "Big Guild")
     query = (
         "subscription($g: ID!) { guildRolesChanged(guildId: $g) { kind pingableRoles { id name color "
@@ -267,3 +278,4 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
                     change = message["payload"]["data"]["guildRolesChanged"]
                     if f"B{changes - 1}" in [role["name"] for role in change["pingableRoles"]]:
                         current.add(message["id"])
+    assert repeated == [], "one socket got two direct writes in one broadcast"

@@ -17,3 +17,8 @@ class PollyError(Exception):
     def extensions(self) -> dict[str, Any]:
         """graphql-core copies these into the GraphQL error, on every transport."""
         return {"code": self.code, **self.details}
+
+    @property
+    def formatted(self) -> dict[str, Any]:
+        """As a GraphQL error in a response (what ``GraphQLError.formatted`` gives)."""
+        return {"message": self.message, "extensions": self.extensions}

@@ -70,12 +70,12 @@ class Authenticator:
             raise AccessUnavailable from error
 
     async def _principal(self, credentials: Credentials, cross_site_guard: bool) -> Principal:
-        by_address = f"ip:{credentials.client}"
-        if credentials.authorization is not None:
-            scheme, _, token = credentials.authorization.strip().partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+        by_address = credentials.address_bucket
+        if credentials.bearer is not None:
+            scheme, token = credentials.bearer
+            if scheme.lower() != "bearer" or not token:
                 return anonymous(by_address, f"Send API keys as Authorization: Bearer <key>, not {scheme!r}.")
-            return await self._key_principal(token.strip(), by_address)
+            return await self._key_principal(token, by_address)
         if credentials.session_cookie is not None:
             if cross_site_guard and not trusted_origin(credentials, self.allowed_origins):
                 return anonymous(
@@ -115,9 +115,6 @@ class Authenticator:
         if not record.revoked:
             await self._keys.touch(key_id)  # once per cache fill: "last used" to the minute
         return record
-
-    async def forget_key(self, key_id: str) -> None:
-        await self._cache.drop_api_key(key_id)
 
     # -- signed-in users -------------------------------------------------------------------------
 

@@ -21,6 +21,19 @@ class Credentials:
     origin: str | None  # the Origin header, which browsers send with cross-site requests
     own_origin: str  # scheme://host this request was addressed to
 
+    @property
+    def address_bucket(self) -> str:
+        """The rate-limit bucket of the sender's address."""
+        return f"ip:{self.client}"
+
+    @property
+    def bearer(self) -> tuple[str, str] | None:
+        """The Authorization header as (scheme, token); None without one."""
+        if self.authorization is None:
+            return None
+        scheme, _, token = self.authorization.strip().partition(" ")
+        return scheme, token.strip()
+
 
 def from_scope(scope: Mapping[str, Any]) -> Credentials:
     """Read an ASGI HTTP or WebSocket scope."""

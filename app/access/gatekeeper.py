@@ -17,7 +17,7 @@ from app.access.credentials import Credentials
 from app.access.errors import AccessUnavailable, RateLimited
 from app.access.principal import Principal, anonymous
 from app.cache.connection import CacheUnavailable
-from app.cache.gate import KeyVerdict, RequestGate
+from app.cache.gate import KeyAdmission, KeyVerdict, RequestGate
 from app.storage.api_keys import ApiKeyRecord, hash_secret, parse_token
 from app.storage.database import DatabaseError
 
@@ -29,6 +29,7 @@ DigestOf = Callable[[str], str]
 class Admitted:
     principal: Principal | None  # None when the answer came from the cache
     cached: bytes | None = None
+    digest: str | None = None  # the name the answer may be cached under, if any
 
 
 class Gatekeeper:
@@ -45,7 +46,7 @@ class Gatekeeper:
             raise AccessUnavailable from error
 
     async def _admit(self, credentials: Credentials, digest_of: DigestOf | None) -> Admitted:
-        by_address = f"ip:{credentials.client}"
+        by_address = credentials.address_bucket
         key = _bearer_key(credentials)
         if key is not None:
             return await self._admit_key(*key, by_address, digest_of)
@@ -56,42 +57,54 @@ class Gatekeeper:
         admission = await self.gate.admit(principal.bucket, digest)
         if not admission.allowed:
             raise RateLimited(admission.retry_after)
-        return Admitted(principal, admission.cached)
+        return Admitted(principal, admission.cached, digest)
 
     async def _admit_key(
         self, key_id: str, secret: str, by_address: str, digest_of: DigestOf | None
     ) -> Admitted:
         digest = digest_of(f"key:{key_id}") if digest_of else None
         secret_hash = hash_secret(secret)
-        charged = False  # whether the sender's address paid for this request already
-        for _ in range(2):  # the second time with the record cached
-            try:
-                admission = await self.gate.admit_key(key_id, secret_hash, digest)
-            except CacheUnavailable:
-                # Degraded: the database decides, and nothing is rate limited.
-                record = await self.authenticator.load_key(key_id)
-                return await self._checked(key_principal(record, secret, by_address))
-            if admission.verdict is KeyVerdict.LIMITED:
-                raise RateLimited(admission.retry_after)
-            if admission.verdict is KeyVerdict.OK and admission.cached is not None:
-                return Admitted(None, admission.cached)
-            if admission.verdict is not KeyVerdict.MISS and admission.record is not None:
-                principal = key_principal(ApiKeyRecord.from_json(admission.record), secret, by_address)
-                return Admitted(principal) if charged else await self._checked(principal)
-            # Not cached: the database is asked, at the sender's address's cost first, so that
-            # made-up key ids cannot flood the database past the rate limit.
-            if not charged:
-                await self._refuse(anonymous(by_address))
-                charged = True
-            if await self.authenticator.load_key(key_id) is None:
-                return Admitted(key_principal(None, secret, by_address))
-        # Cached and gone at once (Redis evicting under memory pressure): the database decides.
-        return await self._checked(
-            key_principal(await self.authenticator.load_key(key_id), secret, by_address)
-        )
+        try:
+            admission = await self.gate.admit_key(key_id, secret_hash, digest)
+        except CacheUnavailable:
+            # Degraded: the database decides, and nothing is rate limited.
+            record = await self.authenticator.load_key(key_id)
+            return await self._checked(key_principal(record, secret, by_address), digest)
+        if not _unknown(admission):
+            return await self._key_verdict(admission, secret, by_address, digest, charged=False)
+        # Not cached: the database is asked, at the sender's address's cost first, so that
+        # made-up key ids cannot flood the database past the rate limit.
+        await self._refuse(anonymous(by_address))
+        record = await self.authenticator.load_key(key_id)
+        if record is None:
+            return Admitted(key_principal(None, secret, by_address))
+        try:  # again, with the record cached now
+            admission = await self.gate.admit_key(key_id, secret_hash, digest)
+        except CacheUnavailable:
+            return _admitted(key_principal(record, secret, by_address), digest)
+        if _unknown(admission):  # cached and gone at once (Redis evicting under memory pressure)
+            return _admitted(key_principal(record, secret, by_address), digest)
+        return await self._key_verdict(admission, secret, by_address, digest, charged=True)
 
-    async def _checked(self, principal: Principal) -> Admitted:
-        return await self._refuse(principal) if principal.refused is not None else Admitted(principal)
+    async def _key_verdict(
+        self, admission: KeyAdmission, secret: str, by_address: str, digest: str | None, *, charged: bool
+    ) -> Admitted:
+        """What Redis said of a cached key; ``charged``: the address paid for this request."""
+        if admission.verdict is KeyVerdict.LIMITED:
+            raise RateLimited(admission.retry_after)
+        if admission.verdict is KeyVerdict.OK and admission.cached is not None:
+            return Admitted(None, admission.cached)
+        if admission.record is None:  # _unknown() sends those to the database
+            raise RuntimeError("Redis judged an API key without its record")
+        principal = key_principal(ApiKeyRecord.from_json(admission.record), secret, by_address)
+        return _admitted(principal, digest) if charged else await self._checked(principal, digest)
+
+    async def _checked(self, principal: Principal, digest: str | None) -> Admitted:
+        return (
+            await self._refuse(principal)
+            if principal.refused is not None
+            else Admitted(principal, None, digest)
+        )
 
     async def _refuse(self, principal: Principal) -> Admitted:
         admission = await self.gate.admit(principal.bucket)
@@ -100,10 +113,22 @@ class Gatekeeper:
         return Admitted(principal)
 
 
+def _unknown(admission: KeyAdmission) -> bool:
+    """Whether Redis holds nothing to judge the key by (the database must be asked)."""
+    if admission.verdict is KeyVerdict.LIMITED or admission.cached is not None:
+        return False
+    return admission.verdict is KeyVerdict.MISS or admission.record is None
+
+
+def _admitted(principal: Principal, digest: str | None) -> Admitted:
+    """A principal whose request was paid for already."""
+    return Admitted(principal, None, None if principal.refused is not None else digest)
+
+
 def _bearer_key(credentials: Credentials) -> tuple[str, str] | None:
     """(key id, secret) of a well-formed ``Authorization: Bearer polly_...``; None otherwise
     (the authenticator explains what is wrong with other headers)."""
-    if credentials.authorization is None:
+    if credentials.bearer is None:
         return None
-    scheme, _, token = credentials.authorization.strip().partition(" ")
-    return parse_token(token.strip()) if scheme.lower() == "bearer" else None
+    scheme, token = credentials.bearer
+    return parse_token(token) if scheme.lower() == "bearer" else None

@@ -53,27 +53,26 @@ def authorize(principal: Principal, guild_id: int, action: Action) -> None:
     require_scope(principal, action)
     if guild_id not in principal.guilds:
         raise guild_not_found(guild_id)
+    if not _holds(principal, guild_id, action):
+        raise Forbidden(
+            f"You may not {action.describe} in guild {guild_id}: that needs the Manage Server "
+            "or Administrator permission there."
+        )
+
+
+def _holds(principal: Principal, guild_id: int, action: Action) -> bool:
+    """Whether a principal that can see the guild has the permission ``action`` needs there."""
+    if principal.kind is not PrincipalKind.USER or not action.permission:
+        return True
     guild = principal.guilds[guild_id]
-    if principal.kind is PrincipalKind.USER and action.permission:
-        held = 0 if guild is None else guild.effective_permissions
-        if not held & action.permission:
-            raise Forbidden(
-                f"You may not {action.describe} in guild {guild_id}: that needs the Manage Server "
-                "or Administrator permission there."
-            )
+    held = 0 if guild is None else guild.effective_permissions
+    return bool(held & action.permission)
 
 
 def permitted(principal: Principal, guild_ids: Iterable[int], action: Action) -> list[int]:
     """The guilds among ``guild_ids`` where ``principal`` may do ``action``, in order."""
     require_scope(principal, action)
-    allowed = []
-    for guild_id in guild_ids:
-        try:
-            authorize(principal, guild_id, action)
-        except (Forbidden, GuildNotFound):
-            continue
-        allowed.append(guild_id)
-    return allowed
+    return [g for g in guild_ids if g in principal.guilds and _holds(principal, g, action)]
 
 
 def allows(principal: Principal, guild_id: int, action: Action) -> bool:

@@ -63,8 +63,6 @@ from app.storage.login_sessions import LoginSessionStore
 
 log = logging.getLogger(__name__)
 
-HTTP_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
 
 @dataclass
 class Services:
@@ -192,7 +190,6 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         responses,
         Gatekeeper(authenticator, gate),
         max_body_bytes=settings.max_body_bytes,
-        max_tokens=settings.max_tokens,
     )
     streaming = StreamingView(
         schema,
@@ -351,13 +348,7 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
                 await purging
             await close_services(services)
 
-    async def graphql(request: Request) -> Response:
-        endpoint: GraphQLEndpoint = request.app.state.services.graphql
-        return await endpoint.handle(request)
-
     routes: list[Any] = [
-        # Every method reaches the endpoint, which answers the others in GraphQL's terms.
-        Route("/graphql", graphql, methods=HTTP_METHODS),
         Route("/auth/login", _auth(AuthRoutes.login)),
         Route("/auth/callback", _auth(AuthRoutes.callback)),
         Route("/auth/logout", _auth(AuthRoutes.logout), methods=["GET", "POST"]),

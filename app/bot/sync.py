@@ -54,7 +54,6 @@ class GatewaySync:
         self.bot_id = 0
         self._queue: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._redis_lost = False
-        self.applied = 0
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -74,8 +73,6 @@ class GatewaySync:
                     self._lost_redis()
                 except Exception:
                     log.exception("Could not apply a gateway dispatch; continuing with the next.")
-                finally:
-                    self.applied += 1
         finally:
             retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -98,9 +95,7 @@ class GatewaySync:
         present = {int(guild["id"]) for guild in data.get("guilds", [])}
         # Guilds the bot left while it was away: forget them (the GUILD_CREATEs that follow
         # rewrite every guild it is still in).
-        known = await self.cache.breaker.call(lambda: self.cache.redis.smembers(self.cache.keys.bot_guilds()))
-        for member in known:
-            guild_id = int(member)
+        for guild_id in await self.cache.bot_guild_ids():
             if _shard_of(guild_id, shard_count) == shard_id and guild_id not in present:
                 await self._left(guild_id)
 

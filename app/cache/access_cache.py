@@ -31,12 +31,11 @@ class AccessCache:
         except CacheUnavailable:
             return  # the next request asks the truth again
 
-    async def _drop(self, key: str) -> bool:
+    async def _drop(self, key: str) -> None:
         try:
             await self._cache.breaker.call(lambda: self._cache.redis.delete(key))
         except CacheUnavailable:
-            return False
-        return True
+            return  # it expires on its own
 
     async def api_key(self, key_id: str) -> bytes | None:
         key = self.keys.api_key(key_id)
@@ -66,14 +65,11 @@ class AccessCache:
         except CacheUnavailable:
             return
 
-    async def drop_api_key(self, key_id: str) -> bool:
-        return await self._drop(self.keys.api_key(key_id))
-
     async def viewer(self, session_hash: str) -> bytes | None:
         return await self._get(self.keys.viewer(session_hash))
 
     async def put_viewer(self, session_hash: str, viewer: bytes, ttl: float) -> None:
         await self._put(self.keys.viewer(session_hash), viewer, ttl)
 
-    async def drop_viewer(self, session_hash: str) -> bool:
-        return await self._drop(self.keys.viewer(session_hash))
+    async def drop_viewer(self, session_hash: str) -> None:
+        await self._drop(self.keys.viewer(session_hash))

@@ -8,9 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Answers that mean the server cannot do its job now (out of memory, a read-only replica,
 # loading, ...), as opposed to a command it refuses for its arguments.
@@ -74,7 +72,7 @@ class Breaker:
                 raise
             self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
-        except (RedisConnectionError, RedisTimeoutError, RedisError, OSError) as error:
+        except (RedisError, OSError) as error:
             self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
         finally:

@@ -61,7 +61,3 @@ class CacheKeys:
     def rate_limit(self, principal: str) -> str:
         """A caller's token bucket: tokens left and when it was last filled."""
         return f"{self.prefix}rate_limit:{principal}"
-
-    def pattern(self, name: str) -> str:
-        """A SCAN pattern for one kind of key, e.g. ``pattern("guild_roles_ping")``."""
-        return f"{self.prefix}{name}:*"

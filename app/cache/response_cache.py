@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import cast
 
 from app.cache.connection import CacheUnavailable
 from app.cache.role_cache import RoleCache
-
-log = logging.getLogger(__name__)
 
 
 class ResponseCache:
     def __init__(self, roles: RoleCache, *, ttl: int) -> None:
         self._roles = roles
         self.ttl = ttl
-
-    async def get(self, digest: str) -> bytes | None:
-        key = self._roles.keys.response(digest)
-        try:
-            body = await self._roles.breaker.call(lambda: self._roles.redis.get(key))
-        except CacheUnavailable:
-            return None
-        return cast(bytes | None, body)
 
     async def put(self, digest: str, body: bytes, versions: Mapping[int, int]) -> bool:
         """Keep ``body`` unless a guild it was computed from changed meanwhile."""

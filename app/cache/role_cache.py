@@ -8,7 +8,7 @@ design (``cache_guild_roles_for_ping`` and friends).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -106,14 +106,18 @@ class RoleCache:
         raw = reads.validations[(guild_id, role_id)]
         return None if raw is None else _load(raw)
 
-    async def invalidate_guild_roles_cache(self, guild_id: int) -> int:
-        """Drop a guild's role data and everything computed from it; returns the new version."""
-        keys = [
+    def _guild_keys(self, guild_id: int) -> list[str]:
+        """The keys every script that writes a guild's data takes, in the order they take them."""
+        return [
             self.keys.guild_roles(guild_id),
             self.keys.last_known_guild_roles(guild_id),
             self.keys.guild_version(guild_id),
             self.keys.guild_dependents(guild_id),
         ]
+
+    async def invalidate_guild_roles_cache(self, guild_id: int) -> int:
+        """Drop a guild's role data and everything computed from it; returns the new version."""
+        keys = self._guild_keys(guild_id)
         version = int(await self.breaker.call(lambda: self._invalidate(keys=keys)))
         self.counters.invalidations += 1
         log.info("Invalidated the role cache of guild %s (now version %s).", guild_id, version)
@@ -179,12 +183,7 @@ class RoleCache:
         """Write a fill's data (``payload`` without its version), read from Discord after the
         guild was at version ``read_at``. Returns the new version, or 0 when the guild was
         written since (its data may then be newer than ours)."""
-        keys = [
-            self.keys.guild_roles(guild_id),
-            self.keys.last_known_guild_roles(guild_id),
-            self.keys.guild_version(guild_id),
-            self.keys.guild_dependents(guild_id),
-        ]
+        keys = self._guild_keys(guild_id)
         keep = self.ttl + self.last_known_ttl if last_known else 0
         version = int(
             await self.breaker.call(lambda: self._fill_guild(keys=keys, args=[payload, ttl, keep, read_at]))
@@ -233,13 +232,7 @@ class RoleCache:
         """Write a guild's data as Discord's newest (a new version) and append ``event`` to its
         stream, announcing it on pub/sub, atomically. ``payload`` is the data without its
         version. Returns the version and the event's stream id."""
-        keys = [
-            self.keys.guild_roles(guild_id),
-            self.keys.last_known_guild_roles(guild_id),
-            self.keys.guild_version(guild_id),
-            self.keys.guild_dependents(guild_id),
-            self.keys.guild_events(guild_id),
-        ]
+        keys = [*self._guild_keys(guild_id), self.keys.guild_events(guild_id)]
         args: list[Any] = [
             payload,
             self.ttl,
@@ -258,12 +251,7 @@ class RoleCache:
 
     async def refresh(self, guild_id: int, payload: bytes) -> int:
         """Keep a guild's data from expiring; 0 if it was there, else the version it now has."""
-        keys = [
-            self.keys.guild_roles(guild_id),
-            self.keys.last_known_guild_roles(guild_id),
-            self.keys.guild_version(guild_id),
-        ]
-        keys.append(self.keys.guild_dependents(guild_id))
+        keys = self._guild_keys(guild_id)
         args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
         return int(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
 
@@ -279,12 +267,6 @@ class RoleCache:
         """Forget a guild entirely (the bot left it), last-known copy included."""
         await self.invalidate_guild_roles_cache(guild_id)
         await self.breaker.call(lambda: self.redis.delete(self.keys.last_known_guild_roles(guild_id)))
-
-    async def ttls(self, keys: Iterable[str]) -> list[int]:
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.ttl(key)
-        return [int(value) for value in await self.breaker.call(pipe.execute)]
 
 
 def _load(raw: bytes) -> Document:

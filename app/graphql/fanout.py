@@ -32,10 +32,10 @@ from graphql import (
     GraphQLSchema,
     IntValueNode,
     NullValueNode,
-    OperationDefinitionNode,
     OperationType,
     StringValueNode,
     VariableNode,
+    get_operation_ast,
     parse,
     specified_rules,
     validate,
@@ -43,12 +43,12 @@ from graphql import (
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
 from app.access.policy import READ_ROLES, authorize
+from app.cache.event_log import parse_event_id
 from app.discord.snowflake import parse_snowflake
 from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.frames import FrameSender, SocketWriter, text_frame
 from app.graphql.schema import PollySchema
-from app.live.feed import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ GroupKey = tuple[str, str, bytes]
 
 
 def _order(event_id: str | None) -> tuple[int, int]:
-    if event_id is None:
-        return (0, 0)
-    major, _, minor = event_id.partition("-")
-    return (int(major), int(minor or 0)) if LiveFeed.is_event_id(event_id) else (0, 0)
+    return parse_event_id(event_id or "") or (0, 0)
 
 
 class Member:
@@ -135,7 +132,6 @@ class Shared:
     shape: Shape
     guild_id: int  # whose data the group sends: what each member must be allowed to read
     variables: dict[str, Any]  # the group's: without `since`
-    since: str | None  # this subscriber's
     replay_variables: dict[str, Any] | None  # this subscriber's own, for its replay
 
 
@@ -156,12 +152,10 @@ def _shape(
         return None
     if validate(schema, document, (*rules, *specified_rules)):
         return None
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [op for op in operations if op.name is not None and op.name.value == operation_name]
-    if len(operations) != 1 or operations[0].operation is not OperationType.SUBSCRIPTION:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
         return None
-    selections = operations[0].selection_set.selections
+    selections = operation.selection_set.selections
     if (
         len(selections) != 1
         or not isinstance(selections[0], FieldNode)
@@ -362,9 +356,7 @@ class Fanout:
         replay = None
         if since is not None and shape.since_variable is not None:
             replay = {**group_variables, shape.since_variable: since}
-        return Shared(
-            (query, operation_name or "", canonical), shape, guild_id, group_variables, since, replay
-        )
+        return Shared((query, operation_name or "", canonical), shape, guild_id, group_variables, replay)
 
     async def serve(
         self, shared: Shared, member: Member, query: str, operation_name: str | None, context: RequestContext
@@ -377,7 +369,7 @@ class Fanout:
             await member.writer.close()
             # As the unshared path answers for a guild that does not exist, to the byte: a
             # refusal must not tell that the guild exists.
-            return [{"message": error.message, "extensions": error.extensions}]
+            return [error.formatted]
         group = self.groups.get(shared.key)
         if group is None:
             group = Group(self, shared, query, operation_name, context)

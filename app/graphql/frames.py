@@ -65,10 +65,6 @@ class SocketWriter:
         self._queue: asyncio.Queue[bytes] | None = None
         self._sender: asyncio.Task[None] | None = None
 
-    @property
-    def direct(self) -> bool:
-        return self._transport is not None
-
     def write(self, message: bytes) -> bool:
         """Send ``message`` (a JSON text message); False when the socket is behind and the
         message was dropped."""

@@ -16,22 +16,20 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
 
 from app.access.cookies import SESSION_COOKIE
 from app.access.credentials import Credentials, from_scope, trusted_origin
 from app.access.errors import AccessUnavailable, RateLimited, Unauthenticated
-from app.access.gatekeeper import DigestOf, Gatekeeper
+from app.access.gatekeeper import Admitted, DigestOf, Gatekeeper
 from app.access.principal import Principal
 from app.cache.response_cache import ResponseCache
 from app.graphql.context import RequestContext
 from app.graphql.errors import format_error, request_error
-from app.graphql.limits import CACHED_QUERY_CHARS
+from app.graphql.limits import parse_document
 from app.graphql.schema import PollySchema
 from app.roles.errors import DiscordUnavailable
 
@@ -93,22 +91,6 @@ def negotiate(accept: str | None) -> str | None:
 
 def _wants_html(accept: str | None) -> bool:
     return bool(accept) and "text/html" in (accept or "")
-
-
-def _parse(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
-    if len(query) > CACHED_QUERY_CHARS:
-        return _parse_uncached(query, max_tokens)
-    return _parse_cached(query, max_tokens)
-
-
-def _parse_uncached(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
-    try:
-        return parse(query, max_tokens=max_tokens)
-    except GraphQLError as error:
-        return error
-
-
-_parse_cached = functools.lru_cache(maxsize=1024)(_parse_uncached)
 
 
 class GraphQLParams:
@@ -200,6 +182,22 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return GraphQLError(f"The document holds no operation named {name!r}.")
 
 
+def _turned_away(error: BadRequest | DiscordUnavailable | AccessUnavailable, media: str) -> Response:
+    if isinstance(error, BadRequest):
+        return _json(
+            request_error(error.message, error.code, **error.details), error.status, media, error.headers
+        )
+    # Who the caller is cannot be told now.
+    return _json({"errors": [error.formatted]}, 503, media, {"Retry-After": "30"})
+
+
+def _principal(admitted: Admitted) -> Principal:
+    """Who was admitted, when no cached answer was asked for or found."""
+    if admitted.principal is None:
+        raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
+    return admitted.principal
+
+
 class GraphQLEndpoint:
     def __init__(
         self,
@@ -209,14 +207,12 @@ class GraphQLEndpoint:
         gatekeeper: Gatekeeper,
         *,
         max_body_bytes: int = 64 * 1024,
-        max_tokens: int = 2000,
     ) -> None:
         self.schema = schema
         self.context = context
         self.responses = responses
         self.gatekeeper = gatekeeper
         self.max_body_bytes = max_body_bytes
-        self.max_tokens = max_tokens
         self._ide = get_graphql_ide_html(graphql_ide="graphiql")
 
     async def handle(self, request: Request) -> Response:
@@ -238,13 +234,8 @@ class GraphQLEndpoint:
         request_id = secrets.token_hex(8)
         try:
             response = await self._answer(request, media, request_id)
-        except BadRequest as error:
-            response = _json(
-                request_error(error.message, error.code, **error.details), error.status, media, error.headers
-            )
-        except (DiscordUnavailable, AccessUnavailable) as error:  # who the caller is cannot be told now
-            body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
-            response = _json(body, 503, media, {"Retry-After": "30"})
+        except (BadRequest, DiscordUnavailable, AccessUnavailable) as error:
+            response = _turned_away(error, media)
         response.headers["X-Request-Id"] = request_id
         return response
 
@@ -263,21 +254,21 @@ class GraphQLEndpoint:
             # hash, no parsing, and never serves what was computed for another scope.
             digest_of = functools.partial(_digest, method=request.method, raw=raw)
 
-        try:
-            admitted = await self.gatekeeper.admit(credentials, digest_of)
-        except RateLimited as error:
-            raise _rate_limited(error.retry_after) from error
+        admitted = await self._admit(credentials, digest_of)
         if admitted.cached is not None:
             return Response(admitted.cached, 200, media_type=media)
-        principal = admitted.principal
-        if principal is None:
-            raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
+        principal = _principal(admitted)
         if principal.refused is not None:
             return self._refuse(principal, credentials, media)
-        digest = digest_of(principal.access_scope) if digest_of and principal.authenticated else None
         params = _from_query_string(request) if request.method == "GET" else _from_body(raw)
         context = self.context(principal, request_id)
-        return await self._execute(request, params, context, media, digest, credentials)
+        return await self._execute(request, params, context, media, admitted.digest, credentials)
+
+    async def _admit(self, credentials: Credentials, digest_of: DigestOf | None) -> Admitted:
+        try:
+            return await self.gatekeeper.admit(credentials, digest_of)
+        except RateLimited as error:
+            raise _rate_limited(error.retry_after) from error
 
     async def admit_stream(self, request: Request) -> Response | None:
         """An SSE subscription passes the same door as a query (body size, credentials, rate
@@ -290,20 +281,9 @@ class GraphQLEndpoint:
                 if not declared.isdigit() or int(declared) > self.max_body_bytes:
                     raise BadRequest(413, f"The request body is over {self.max_body_bytes} bytes.")
             credentials = from_scope(request.scope)
-            try:
-                admitted = await self.gatekeeper.admit(credentials, None)
-            except RateLimited as error:
-                raise _rate_limited(error.retry_after) from error
-        except BadRequest as error:
-            return _json(
-                request_error(error.message, error.code, **error.details), error.status, JSON, error.headers
-            )
-        except (DiscordUnavailable, AccessUnavailable) as error:  # who the caller is cannot be told now
-            body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
-            return _json(body, 503, JSON, {"Retry-After": "30"})
-        principal = admitted.principal
-        if principal is None:
-            raise RuntimeError("the gatekeeper admitted nobody without a cached answer")
+            principal = _principal(await self._admit(credentials, None))
+        except (BadRequest, DiscordUnavailable, AccessUnavailable) as error:
+            return _turned_away(error, JSON)
         if principal.refused is not None:
             return self._refuse(principal, credentials, JSON)
         request.scope.setdefault("state", {})[PRINCIPAL] = principal
@@ -312,7 +292,7 @@ class GraphQLEndpoint:
     def _refuse(self, principal: Principal, credentials: Credentials, media: str) -> Response:
         """Credentials were sent and are no good: 401 for the whole request, saying why."""
         error = Unauthenticated(principal.refused or "Unauthenticated.")
-        body = {"errors": [{"message": error.message, "extensions": error.extensions}]}
+        body = {"errors": [error.formatted]}
         headers = {"WWW-Authenticate": 'Bearer realm="polly"'}
         if credentials.authorization is not None:
             headers["WWW-Authenticate"] += ', error="invalid_token"'
@@ -330,13 +310,12 @@ class GraphQLEndpoint:
         digest: str | None,
         credentials: Credentials,
     ) -> Response:
-        document = _parse(params.query, self.max_tokens)
+        document = parse_document(params.query, self.schema.limits.max_tokens)
         if isinstance(document, GraphQLError):
             return self._request_failed([document], context, media)
         operation = _operation(document, params.operation_name)
         if isinstance(operation, GraphQLError):
             return self._request_failed([operation], context, media)
-        allowed = {OperationType.QUERY} if request.method == "GET" else set(OperationType)
         if request.method == "GET" and operation.operation.value != "query":
             raise BadRequest(405, "Mutations and subscriptions need POST.", {"Allow": "POST"})
         if operation.operation.value == "subscription":
@@ -353,16 +332,12 @@ class GraphQLEndpoint:
             raise BadRequest(
                 403, "Changes signed in by cookie must come from this site's own pages.", code="FORBIDDEN"
             )
-        try:
-            result = await self.schema.execute(
-                params.query,
-                variable_values=params.variables,
-                context_value=context,
-                operation_name=params.operation_name,
-                allowed_operation_types=allowed,
-            )
-        except InvalidOperationTypeError as error:
-            raise BadRequest(405, "Mutations and subscriptions need POST.", {"Allow": "POST"}) from error
+        result = await self.schema.execute(
+            params.query,
+            variable_values=params.variables,
+            context_value=context,
+            operation_name=params.operation_name,
+        )
 
         errors = result.errors or []
         if result.data is None and errors and all(error.path is None for error in errors):

@@ -8,6 +8,7 @@ the walk itself expensive, and fragment cycles are left to GraphQL's own rule to
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -30,8 +31,27 @@ from graphql import (
     get_named_type,
     get_nullable_type,
     is_list_type,
+    parse,
 )
 from graphql.validation.validate import ValidationAbortedError
+
+
+def parse_document(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
+    """``query`` parsed, or why it cannot be; remembered for documents up to
+    CACHED_QUERY_CHARS (errors too: a bad query sent again costs nothing)."""
+    if len(query) > CACHED_QUERY_CHARS:
+        return _parse(query, max_tokens)
+    return _parse_cached(query, max_tokens)
+
+
+def _parse(query: str, max_tokens: int) -> DocumentNode | GraphQLError:
+    try:
+        return parse(query, max_tokens=max_tokens)
+    except GraphQLError as error:
+        return error
+
+
+_parse_cached = functools.lru_cache(maxsize=1024)(_parse)
 
 LIST_FACTOR = 10
 FIELD_COSTS = {

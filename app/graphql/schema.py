@@ -11,19 +11,18 @@ from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
     MaxTokensLimiter,
-    ParserCache,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.types import ExecutionContext, Info
 
 import app
 from app.access.policy import READ_ROLES, permitted, require_authenticated, require_scope
-from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
-from app.graphql.limits import CACHED_QUERY_CHARS, QueryLimits, validation_rules
+from app.graphql.limits import CACHED_QUERY_CHARS, QueryLimits, parse_document, validation_rules
 from app.graphql.subscription import Subscription
-from app.graphql.types import Channel, Guild, Role, RoleValidation
+from app.graphql.types import Channel, Guild, Role, RoleValidation, snowflake
 from app.graphql.viewer import Viewer
 from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import bot_abilities, pingable_roles, validate_role
@@ -31,16 +30,6 @@ from app.roles.pingability import bot_abilities, pingable_roles, validate_role
 log = logging.getLogger(__name__)
 
 MAX_ROLE_IDS = 250  # a guild has at most 250 roles
-
-
-def snowflake(value: str, argument: str) -> int:
-    """A Discord id from a GraphQL ID, or a BAD_USER_INPUT error naming the argument."""
-    parsed = parse_snowflake(str(value))
-    if parsed is None:
-        raise InvalidInput(
-            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {str(value)[:40]!r}."
-        )
-    return parsed
 
 
 Context = Info[RequestContext, None]
@@ -169,14 +158,18 @@ class ErrorCodes(MaskErrors):
         return processed
 
 
-class ShortParserCache(ParserCache):
-    """Strawberry's parser cache, for documents short enough to be worth keeping."""
+class SharedParserCache(SchemaExtension):
+    """Documents come from the one cache the HTTP endpoint reads too (parse_document)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
 
     def on_parse(self) -> Iterator[None]:
-        if len(self.execution_context.query or "") > CACHED_QUERY_CHARS:
-            yield  # Strawberry parses it itself
-        else:
-            yield from super().on_parse()
+        document = parse_document(self.execution_context.query or "", self.max_tokens)
+        if not isinstance(document, GraphQLError):
+            self.execution_context.graphql_document = document
+        yield  # a bad document Strawberry parses itself, to report what is wrong the usual way
 
 
 class ShortValidationCache(ValidationCache):
@@ -219,7 +212,7 @@ def build_schema(limits: QueryLimits) -> PollySchema:
         subscription=Subscription,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            lambda: ShortParserCache(maxsize=1024),
+            lambda: SharedParserCache(limits.max_tokens),
             lambda: AddValidationRules(rules),
             lambda: ShortValidationCache(maxsize=1024),
             ErrorCodes,

@@ -88,9 +88,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
                 now = asyncio.get_running_loop().time()
                 if now - checked >= view.access_recheck_interval:
                     checked = now
-                    reason = await view.access_changed(self.context, cross_site_guard=True)
-                    if reason is not None:
-                        await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+                    if await view.closed_if_access_changed(self.websocket, self.context):
                         return
                 await self.send_message({"type": "ping"})
         except WebSocketDisconnected:
@@ -119,9 +117,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await super().run_operation(operation)
             return
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation.id, "next")
-        errors = await fanout.serve(
-            shared, member, operation.query, operation.operation_name, self.context.fresh()
-        )
+        errors = await fanout.serve(shared, member, operation.query, operation.operation_name, self.context)
         try:
             if errors:
                 message = {"id": operation.id, "type": "error", "payload": errors}
@@ -151,9 +147,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             return
         while True:  # as graphql-transport-ws does: a socket whose access changed is closed
             await asyncio.sleep(view.access_recheck_interval)
-            reason = await view.access_changed(self.context, cross_site_guard=True)
-            if reason is not None:
-                await self.websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+            if await view.closed_if_access_changed(self.websocket, self.context):
                 return
 
     async def handle_async_results(
@@ -177,7 +171,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             return
         member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation_id, "data")
         try:
-            errors = await fanout.serve(shared, member, query, operation_name, self.context.fresh())
+            errors = await fanout.serve(shared, member, query, operation_name, self.context)
             if errors:
                 await self.send_message(ErrorMessage(type="error", id=operation_id, payload=errors[0]))  # type: ignore[typeddict-item]
             else:
@@ -238,7 +232,7 @@ class StreamingView(GraphQL[RequestContext, None]):
             try:
                 principal = await self._identify(credentials, cross_site_guard=isinstance(request, WebSocket))
             except UNCHECKABLE as error:
-                principal, unavailable = anonymous(f"ip:{credentials.client}"), error
+                principal, unavailable = anonymous(credentials.address_bucket), error
         context = self._context(principal)
         context.credentials = credentials
         context.unavailable = unavailable
@@ -274,7 +268,7 @@ class StreamingView(GraphQL[RequestContext, None]):
                 context.act_as(await self._identify(context.credentials, cross_site_guard=True))
                 context.unavailable = None
             except UNCHECKABLE as error:
-                context.act_as(anonymous(f"ip:{context.credentials.client}"))
+                context.act_as(anonymous(context.credentials.address_bucket))
                 context.unavailable = error
         return None
 
@@ -282,11 +276,18 @@ class StreamingView(GraphQL[RequestContext, None]):
         """Who a WebSocket presents itself as. A key may be looked up in the database, so each
         attempt costs the sender's address a token first, as on HTTP."""
         if credentials.authorization is not None:
-            by_address = f"ip:{credentials.client}"
+            by_address = credentials.address_bucket
             admission = await self._gate.admit(by_address)
             if not admission.allowed:
                 return anonymous(by_address, RateLimited(admission.retry_after).message)
         return await self._authenticator.principal(credentials, cross_site_guard=cross_site_guard)
+
+    async def closed_if_access_changed(self, websocket: Any, context: RequestContext) -> bool:
+        """Close a WebSocket whose caller's access changed (4403, saying why); whether it did."""
+        reason = await self.access_changed(context, cross_site_guard=True)
+        if reason is not None:
+            await websocket.close(code=ACCESS_CHANGED_CODE, reason=reason[:120])
+        return reason is not None
 
     async def access_changed(self, context: RequestContext, *, cross_site_guard: bool = False) -> str | None:
         """Why a long-lived connection may no longer act as it did (a key revoked, a login
@@ -311,12 +312,12 @@ class StreamingView(GraphQL[RequestContext, None]):
         """An operation's start takes a token from its caller's bucket; the error when empty,
         or when who the caller is could not be checked (each operation is told so)."""
         if context.unavailable is not None:
-            return {"message": context.unavailable.message, "extensions": context.unavailable.extensions}
+            return context.unavailable.formatted
         admission = await self._gate.admit(context.principal.bucket)
         if admission.allowed:
             return None
         error = RateLimited(admission.retry_after)
-        return {"message": error.message, "extensions": error.extensions}
+        return error.formatted
 
 
 def wants_event_stream(scope: MutableMapping[str, Any]) -> bool:

@@ -12,28 +12,14 @@ from strawberry.types import Info
 
 from app.access.errors import Unauthenticated
 from app.access.policy import READ_ROLES, authorize
-from app.discord.snowflake import parse_snowflake
 from app.graphql.context import RequestContext
-from app.graphql.types import GuildRolesChanged, GuildRolesChangeKind, Role
+from app.graphql.types import GuildRolesChanged, GuildRolesChangeKind, Role, optional_id, snowflake
 from app.live.feed import GuildEvent, LiveFeed
 from app.roles.errors import InvalidInput, LiveUnavailable
 from app.roles.pingability import pingable_roles
 from app.roles.snapshot import GuildSnapshot
 
 log = logging.getLogger(__name__)
-
-
-def _id(value: int | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
-
-
-def _snowflake(value: str, argument: str) -> int:
-    parsed = parse_snowflake(str(value))
-    if parsed is None:
-        raise InvalidInput(
-            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {str(value)[:40]!r}."
-        )
-    return parsed
 
 
 def _roles(snapshot: GuildSnapshot, channel_id: int | None) -> list[Role]:
@@ -59,8 +45,8 @@ def change(event: GuildEvent, snapshot: GuildSnapshot, channel_id: int | None) -
     return GuildRolesChanged(
         guild_id=strawberry.ID(str(event.guild_id)),
         kind=GuildRolesChangeKind(event.kind),
-        role_id=_id(event.role_id),
-        channel_id=_id(event.channel_id),
+        role_id=optional_id(event.role_id),
+        channel_id=optional_id(event.channel_id),
         version=event.version,
         event_id=event.id,
         at=datetime.fromisoformat(event.at),
@@ -84,8 +70,8 @@ class Subscription:
         since: str | None = None,
     ) -> AsyncGenerator[GuildRolesChanged, None]:
         context = info.context
-        guild = _snowflake(guild_id, "guildId")
-        channel = None if channel_id is None else _snowflake(channel_id, "channelId")
+        guild = snowflake(guild_id, "guildId")
+        channel = None if channel_id is None else snowflake(channel_id, "channelId")
         if since is not None and not LiveFeed.is_event_id(since):
             raise InvalidInput(
                 f"since must be an eventId received earlier (like 1700000000000-0), not {since[:40]!r}."

@@ -8,7 +8,19 @@ from typing import Any
 
 import strawberry
 
+from app.discord.snowflake import parse_snowflake
+from app.roles.errors import InvalidInput
 from app.roles.pingability import Reason, Validation
+
+
+def snowflake(value: str, argument: str) -> int:
+    """A Discord id from a GraphQL ID, or a BAD_USER_INPUT error naming the argument."""
+    parsed = parse_snowflake(str(value))
+    if parsed is None:
+        raise InvalidInput(
+            f"{argument} must be a Discord id (a snowflake: up to 20 digits), not {str(value)[:40]!r}."
+        )
+    return parsed
 
 
 @strawberry.type(description="A role's colors; secondary and tertiary make gradient and holographic roles.")
@@ -67,9 +79,9 @@ class Role:
             tags=None
             if tags is None
             else RoleTags(
-                bot_id=_id(tags.get("bot_id")),
-                integration_id=_id(tags.get("integration_id")),
-                subscription_listing_id=_id(tags.get("subscription_listing_id")),
+                bot_id=optional_id(tags.get("bot_id")),
+                integration_id=optional_id(tags.get("integration_id")),
+                subscription_listing_id=optional_id(tags.get("subscription_listing_id")),
                 # Discord marks these by the key's presence (with a null value).
                 premium_subscriber="premium_subscriber" in tags,
                 available_for_purchase="available_for_purchase" in tags,
@@ -79,7 +91,7 @@ class Role:
         )
 
 
-def _id(value: Any) -> strawberry.ID | None:
+def optional_id(value: Any) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(value))
 
 

@@ -119,7 +119,7 @@ class EventHub:
             channel = self.channel(listener.guild_id)
             self._confirmed.pop(channel, None)
             if self._pubsub is not None:
-                task = asyncio.ensure_future(self._unsubscribe(channel))
+                task = asyncio.ensure_future(self._unsubscribe(listener.guild_id))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
 
@@ -128,12 +128,11 @@ class EventHub:
         if not task.cancelled() and task.exception() is not None:
             log.warning("Could not unsubscribe from a guild's events: %s", task.exception())
 
-    async def _unsubscribe(self, channel: str) -> None:
+    async def _unsubscribe(self, guild_id: int) -> None:
         async with self._lock:
-            guild_id = int(channel.rsplit(":", 1)[1])
             if guild_id in self._listeners or self._pubsub is None:
                 return  # someone listens again
-            await self._pubsub.unsubscribe(channel)
+            await self._pubsub.unsubscribe(self.channel(guild_id))
 
     def _ensure_pubsub(self) -> PubSub:
         if self._pubsub is None:

@@ -61,7 +61,6 @@ class RoleService:
         self._fill_slots = asyncio.Semaphore(self.limits.max_concurrent_fills)
         self._local: OrderedDict[int, tuple[float, GuildSnapshot]] = OrderedDict()
         self._failures: dict[int, tuple[float, str]] = {}
-        self.fills = 0
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -266,7 +265,6 @@ class RoleService:
         """The three REST calls of a fill, at once; an unknown guild comes back as absent."""
         await self.discord.ensure_open()
         async with self._fill_slots:
-            self.fills += 1
             log.debug("Fetching guild %s from Discord.", guild_id)
             guild, member, channels = await asyncio.gather(
                 self.discord.guild(guild_id),

@@ -14,9 +14,6 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Future[V]] = {}
 
-    def __contains__(self, key: K) -> bool:
-        return key in self._running
-
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         future = self._running.get(key)
         if future is None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from discord import Permissions
 
 from app.sandbox.fixture import (
+    DEFAULT_CLIENT_SECRET,
     Application,
     BotUser,
     Channel,
@@ -27,7 +28,7 @@ _FIXTURE_EPOCH_MS = 1_704_067_200_000
 
 BOT_TOKEN = "sandbox-bot-token"
 # The default application's OAuth2 client secret (client_id is the bot's id, as on Discord).
-CLIENT_SECRET = "sandbox-client-secret"
+CLIENT_SECRET = DEFAULT_CLIENT_SECRET
 
 EVERYONE = Permissions(
     view_channel=True,

@@ -25,8 +25,12 @@ GATEWAY = web.AppKey("gateway", Gateway)
 control = web.RouteTableDef()
 
 
+# Route tables of the REST API beyond app/sandbox/rest.py's own.
+EXTRA_API_ROUTES = (users.routes, oauth.api_routes)
+
+
 def known_routes() -> set[str]:
-    tables = (routes, users.routes, oauth.api_routes)
+    tables = (routes, *EXTRA_API_ROUTES)
     return {
         definition.path for table in tables for definition in table if isinstance(definition, web.RouteDef)
     }

@@ -28,7 +28,7 @@ from app.discord.snowflake import is_digits
 
 MAX_ROLES = 250
 MAX_SNOWFLAKE = 2**64 - 1
-# The same string as app.sandbox.builtin.CLIENT_SECRET, which imports this module.
+# The default application's OAuth2 client secret (app.sandbox.builtin.CLIENT_SECRET).
 DEFAULT_CLIENT_SECRET = "sandbox-client-secret"
 
 

@@ -8,14 +8,12 @@ RFC 7009 with Discord's error bodies. The codes and tokens live in ``SandboxStat
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from collections.abc import Mapping
 from html import escape
 from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from app.discord.snowflake import parse_snowflake
 from app.sandbox.fixture import Application, User
@@ -183,15 +181,15 @@ def _invalid_client() -> OAuthError:
 
 def _authenticate_client(request: web.Request, form: Mapping[str, str], application: Application) -> int:
     """The client's id, checked against its secret sent by HTTP Basic or in the form (RFC 6749 2.3.1)."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "basic":
+    header = request.headers.get("Authorization", "")
+    if header.partition(" ")[0].lower() == "basic":
         if "client_secret" in form:
             raise OAuthError("invalid_request", "Authenticate with HTTP Basic or client_secret, not both.")
         try:
-            decoded = base64.b64decode(credentials, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+            basic = BasicAuth.decode(header, encoding="utf-8")
+        except ValueError:
             raise _invalid_client() from None
-        client_id, _, secret = decoded.partition(":")
+        client_id, secret = basic.login, basic.password
         # RFC 6749 2.3.1 form-encodes both before Basic; many clients skip that, so try both.
         candidates = {secret, unquote_plus(secret)}
         client_id = unquote_plus(client_id)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from app.sandbox import oauth, users
-from app.sandbox.control import GATEWAY, control
+from app.sandbox import oauth
+from app.sandbox.control import EXTRA_API_ROUTES, GATEWAY, control
 from app.sandbox.faults import Faults
 from app.sandbox.fixture import Fixture
 from app.sandbox.gateway import Gateway
@@ -45,8 +45,7 @@ class Sandbox:
         app[FAULTS] = self.faults
         app[LIMITER] = self.limiter
         app[GATEWAY] = self.gateway
-        extra_routes = (users.routes, oauth.api_routes)
-        rest = create_rest_app(self.state, self.stats, self.faults, self.limiter, extra_routes)
+        rest = create_rest_app(self.state, self.stats, self.faults, self.limiter, EXTRA_API_ROUTES)
         app.add_subapp(API_PREFIX, rest)
         app.router.add_routes(oauth.authorize_routes)
         app.router.add_get("/gateway", self.gateway.handle)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from app.discord.snowflake import parse_snowflake
+from app.discord.snowflake import is_digits, parse_snowflake
 from app.sandbox import errors, shapes
 from app.sandbox.principal import PRINCIPAL
 from app.sandbox.rest import STATE, json_response
@@ -45,7 +45,7 @@ def _limit(query: Mapping[str, str]) -> int:
     if text is None:
         return MAX_GUILDS_PAGE
     digits = text.removeprefix("-")
-    if not (digits.isascii() and digits.isdigit()):
+    if not is_digits(digits):
         raise errors.field_error(("limit",), "NUMBER_TYPE_COERCE", f'Value "{text}" is not int.')
     limit = int(text)
     if limit < 1:

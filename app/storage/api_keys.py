@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select, update
 
+from app.discord.snowflake import MAX_SNOWFLAKE, parse_snowflake
 from app.storage.database import Database
 from app.storage.models import ApiKey
 
@@ -31,14 +32,12 @@ SCOPES: dict[str, str] = {
 
 TOKEN_PREFIX = "polly_"
 KEY_ID_LENGTH = 12
-MAX_SNOWFLAKE = 2**64 - 1
 MAX_NAME_LENGTH = 100
 _KEY_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 # token_urlsafe's alphabet, which includes "_": the key id has a fixed length, so the
 # first "_" after it ends the id and any later ones belong to the secret. The length range
 # leaves room to change the secret's size later without breaking issued tokens.
 _TOKEN = re.compile(rf"polly_([a-z0-9]{{{KEY_ID_LENGTH}}})_([A-Za-z0-9_-]{{16,128}})")
-_SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _JSON_VERSION = 1
 
 
@@ -212,8 +211,8 @@ def _valid_guilds(guild_ids: Iterable[int | str]) -> frozenset[int]:
 
 
 def _snowflake(value: object) -> int | None:
-    if isinstance(value, str) and _SNOWFLAKE.fullmatch(value.strip()):
-        value = int(value)
+    if isinstance(value, str):
+        return parse_snowflake(value.strip())
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value if 1 <= value <= MAX_SNOWFLAKE else None

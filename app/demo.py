@@ -16,7 +16,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import uvicorn
 from app.api.app import create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
+from app.ports import free_port
 from app.sandbox.bodies import RoleFields
 from app.sandbox.builtin import CLIENT_SECRET, default_fixture
 from app.sandbox.server import Sandbox
@@ -51,13 +51,6 @@ class DemoOptions:
     redis: str = "auto"  # auto, server or fakeredis
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def embedded_redis(choice: str = "auto") -> AsyncIterator[tuple[str, redis.Redis | None, str]]:
     """(url, in-process client or None, what it is) for the demo's Redis."""
@@ -75,7 +68,7 @@ async def embedded_redis(choice: str = "auto") -> AsyncIterator[tuple[str, redis
         server = fakeredis.FakeServer()
         yield "redis://fakeredis/0", fakeredis.FakeAsyncRedis(server=server), "fakeredis (in this process)"
         return
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="polly-demo-redis-") as directory:
         process = await asyncio.create_subprocess_exec(
             executable,

@@ -107,40 +107,34 @@ def figures(arrivals: list[list[float]], starts: list[float]) -> dict[str, Any]:
     }
 
 
-def measure_api(
-    stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
+def measure(
+    stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any], target: str
 ) -> dict[str, Any]:
-    clients = start_clients(stack, context["ws"], count, args.rounds + 1, context["guild"], args.clients)
+    """One warm-up and ``args.rounds`` broadcasts to ``count`` subscribers of ``target``: "api"
+    (a role change in the sandbox) or "bare" (a POST that makes the baseline broadcast)."""
+    ws, pid = (
+        (context["ws"], context["api_pid"]) if target == "api" else (context["bare_ws"], context["bare_pid"])
+    )
+    clients = start_clients(stack, ws, count, args.rounds + 1, context["guild"], args.clients)
     time.sleep(2)  # the last subscriptions reach their group
-    change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
     http: httpx.Client = context["http"]
-    http.patch(change, json={"name": "Warm-up"})
+    change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
+
+    def broadcast(name: str) -> None:
+        if target == "api":
+            http.patch(change, json={"name": name})
+        else:
+            # The broadcast runs inside the request; the clients time its arrival, not its answer.
+            http.post(context["bare_fire"], content=context["message"], timeout=60)
+
+    broadcast("Warm-up")
     time.sleep(args.gap)
     starts = []
     for n in range(args.rounds):
         starts.append(time.time())
-        http.patch(change, json={"name": f"Voters {count}-{n}"})
+        broadcast(f"Voters {count}-{n}")
         time.sleep(args.gap)
-    memory = rss_mib(context["api_pid"])
-    return {**figures(collect(clients), starts), "rss": memory}
-
-
-def measure_bare(
-    stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any]
-) -> dict[str, Any]:
-    clients = start_clients(stack, context["bare_ws"], count, args.rounds + 1, context["guild"], args.clients)
-    time.sleep(2)
-    message = context["message"]
-    http: httpx.Client = context["http"]
-    http.post(context["bare_fire"], content=message, timeout=60)
-    time.sleep(args.gap)
-    starts = []
-    for _ in range(args.rounds):
-        starts.append(time.time())
-        # The broadcast runs inside the request; the clients time its arrival, not its answer.
-        http.post(context["bare_fire"], content=message, timeout=60)
-        time.sleep(args.gap)
-    memory = rss_mib(context["bare_pid"])
+    memory = rss_mib(pid)
     return {**figures(collect(clients), starts), "rss": memory}
 
 
@@ -208,8 +202,8 @@ def main() -> None:
         }
         for count in counts:
             results[count] = {
-                "api": measure_api(stack, args, count, context),
-                "bare": measure_bare(stack, args, count, context),
+                "api": measure(stack, args, count, context, "api"),
+                "bare": measure(stack, args, count, context, "bare"),
             }
 
     print(f"One role change to N subscribers of one process ({args.rounds} changes each; latency in ms)")

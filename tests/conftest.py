@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json as json_lib
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest_asyncio
 import redis
 import redis.asyncio as aioredis
 import uvicorn
+import websockets
 from pytest_redis import factories
 
 from app.api.app import PollyApp, Services, create_app, server_config
@@ -28,7 +30,7 @@ from app.sandbox.ratelimit import RateLimitConfig
 from app.sandbox.server import Sandbox
 from app.sandbox.shapes import role_json
 from app.settings import Settings, database_url
-from app.storage.api_keys import ApiKeyStore
+from app.storage.api_keys import ApiKeyStore, parse_token
 from app.storage.database import Database
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,6 +171,31 @@ async def create_key(settings: Settings, guild_ids: list[int], scopes: list[str]
     return token
 
 
+async def revoke_key(settings: Settings, redis_url: str, token: str) -> bytes:
+    """``polly keys revoke`` as an operator runs it, for the key of ``token``; what it printed."""
+    parsed = parse_token(token)
+    assert parsed is not None, token
+    env = {**os.environ, "POLLY_DATA_DIR": str(settings.data_dir), "POLLY_REDIS_URL": redis_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "keys", "revoke", parsed[0], cwd=REPO, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0 and err == b"", err.decode()
+    return out
+
+
+async def until_closed(ws: Any, within: float = 5) -> list[dict[str, Any]]:
+    """Every message a WebSocket receives until the server closes it; fails if it does not."""
+    received: list[dict[str, Any]] = []
+    async with asyncio.timeout(within):
+        try:
+            while True:
+                received.append(json_lib.loads(await ws.recv()))
+        except websockets.ConnectionClosed:
+            return received
+
+
 class RunningApi:
     """``polly api``'s application served by uvicorn on a real socket, with an HTTP client that
     sends an API key for every fixture guild (``roles:read``)."""
@@ -184,6 +211,7 @@ class RunningApi:
         self.auth = {"Authorization": f"Bearer {key}"}
         port = server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/graphql"
         self.client = httpx.AsyncClient(base_url=self.url, timeout=30, headers=self.auth)
 
     @property
@@ -264,6 +292,12 @@ async def api_factory(
     finally:
         for running in started:
             await stop_api(running)
+
+
+@pytest_asyncio.fixture
+async def gateway_bot(bot_factory: Callable[[str], Awaitable[RunningBot]], redis_url: str) -> RunningBot:
+    """``polly bot`` writing the sandbox's guilds through to the test's Redis."""
+    return await bot_factory(redis_url)
 
 
 @pytest_asyncio.fixture

@@ -23,7 +23,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from app.sandbox.fixture import Fixture
-from tests.conftest import RunningApi, create_key, guild_id
+from tests.conftest import RunningApi, create_key, guild_id, until_closed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -92,10 +92,6 @@ async def served(api: RunningApi) -> RunningApi:
     """The API after one ordinary request (so a timing measures the abuse, not a cold start)."""
     await still_serves(api)
     return api
-
-
-def ws_url(api: RunningApi) -> str:
-    return api.url.replace("http", "ws", 1) + "/graphql"
 
 
 async def raw_exchange(api: RunningApi, head: bytes, body: bytes = b"", *, within: float = 5) -> bytes:
@@ -503,7 +499,7 @@ async def test_operations_past_the_rate_limit_on_one_socket_get_rate_limited_err
 ) -> None:
     api = await api_factory(rate_limit_burst=3, rate_limit_per_second=1)
     async with websockets.connect(
-        ws_url(api), subprotocols=["graphql-transport-ws"], additional_headers=api.auth
+        api.ws_url, subprotocols=["graphql-transport-ws"], additional_headers=api.auth
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
@@ -525,21 +521,10 @@ async def test_operations_past_the_rate_limit_on_one_socket_get_rate_limited_err
         assert (await statuses(anonymous, 1))[0].status_code == 200
 
 
-async def until_closed(ws: ClientConnection, within: float = 5) -> list[dict[str, Any]]:
-    """Every message received until the server closes the socket."""
-    received: list[dict[str, Any]] = []
-    async with asyncio.timeout(within):
-        try:
-            while True:
-                received.append(json.loads(await ws.recv()))
-        except websockets.ConnectionClosed:
-            return received
-
-
 async def test_a_websocket_message_over_the_body_limit_closes_the_socket(served: RunningApi) -> None:
     limit = served.settings.max_body_bytes
     async with websockets.connect(
-        ws_url(served), subprotocols=["graphql-transport-ws"], additional_headers=served.auth
+        served.ws_url, subprotocols=["graphql-transport-ws"], additional_headers=served.auth
     ) as ws:
         await ws.send(json.dumps({"type": "connection_init"}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"

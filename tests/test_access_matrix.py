@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +27,12 @@ from app.sandbox.fixture import Fixture
 from app.sandbox.snowflake import snowflake_at
 from app.storage.api_keys import parse_token
 from tests.conftest import (
-    REPO,
     RunningApi,
     RunningBot,
     SandboxHttp,
     create_key,
     guild_id,
+    revoke_key,
     wait_until,
 )
 
@@ -158,7 +156,7 @@ async def over_http(caller: Caller, query: str, variables: dict[str, Any]) -> An
 
 async def over_websocket(api: RunningApi, caller: Caller, variables: dict[str, Any]) -> Answer:
     """graphql-transport-ws: connection_init (with the key, if any), subscribe, the first answer."""
-    url = api.url.replace("http", "ws", 1) + "/graphql"
+    url = api.ws_url
     received: list[str] = []
     try:
         ws = await websockets.connect(
@@ -510,14 +508,7 @@ async def test_a_revoked_key_fails_on_its_next_request(
             answer = await over_http(caller, GUILD_ROLES, {"g": str(target)})
             assert answer.status == 200 and answer.body["data"]["guildRoles"], answer.text
 
-        env = {**os.environ, "POLLY_DATA_DIR": str(api.settings.data_dir), "POLLY_REDIS_URL": redis_url}
-        revoke = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "keys", "revoke", key_id(token),
-            cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await revoke.communicate()
-        assert revoke.returncode == 0 and err == b"", err.decode()
-        assert b"Revoked API key" in out
+        assert b"Revoked API key" in await revoke_key(api.settings, redis_url, token)
 
         answer = await over_http(caller, GUILD_ROLES, {"g": str(target)})
         assert answer.status == 401 and answer.codes == ["UNAUTHENTICATED"], answer.text

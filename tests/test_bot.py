@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
-import pytest_asyncio
 import redis.asyncio as redis
 from pytest_redis.executor import RedisExecutor
 
 from app.bot.runner import run_bot
+from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import (
@@ -35,16 +35,11 @@ pytestmark = pytest.mark.timeout(90)
 PINGABLE = "query($g: ID!, $c: ID) { pingableRoles(guildId: $g, channelId: $c) { name } }"
 
 
-@pytest_asyncio.fixture
-async def bot(bot_factory: Callable[[str], Awaitable[RunningBot]], redis_url: str) -> RunningBot:
-    return await bot_factory(redis_url)
-
-
 async def test_every_guild_is_answered_without_rest_calls(
-    bot: RunningBot, api: RunningApi, fixture: Fixture
+    gateway_bot: RunningBot, api: RunningApi, fixture: Fixture
 ) -> None:
     api.sandbox.stats.reset()
-    for guild in bot.bot_guild_ids():
+    for guild in gateway_bot.bot_guild_ids():
         status, body = await api.query(PINGABLE, {"g": str(guild)})
         assert status == 200 and "errors" not in body
     assert api.rest_calls() == 0
@@ -59,7 +54,7 @@ async def visible(api: RunningApi, variables: dict[str, str], expect: Callable[[
 
 
 async def test_changes_through_rest_are_visible_within_a_second_without_rest_calls(
-    bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
     g = {"g": str(playground)}
@@ -104,12 +99,12 @@ async def test_changes_through_rest_are_visible_within_a_second_without_rest_cal
 
 
 async def test_an_update_that_changes_nothing_exposed_publishes_nothing(
-    bot: RunningBot, http: SandboxHttp, fixture: Fixture
+    gateway_bot: RunningBot, http: SandboxHttp, fixture: Fixture
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
     voters = role_id(fixture, "Polly Playground", "Poll Voters")
-    before = await bot.events(playground)
-    version_before = (await bot.cached(playground)).version  # type: ignore[union-attr]
+    before = await gateway_bot.events(playground)
+    version_before = (await gateway_bot.cached(playground)).version  # type: ignore[union-attr]
 
     await http.call(
         "PATCH", f"/guilds/{playground}/roles/{voters}", json={"name": "Poll Voters"}
@@ -119,17 +114,19 @@ async def test_an_update_that_changes_nothing_exposed_publishes_nothing(
     await http.call("PATCH", f"/guilds/{playground}/roles/{voters}", json={"hoist": True})
 
     async def one_more() -> bool:
-        return len(await bot.events(playground)) > len(before)
+        return len(await gateway_bot.events(playground)) > len(before)
 
     await wait_until(one_more, within=2)
-    new = (await bot.events(playground))[len(before) :]
+    new = (await gateway_bot.events(playground))[len(before) :]
     assert [(e["kind"], e["role_id"]) for e in new] == [("ROLE_UPDATED", str(voters))]
     assert int(new[0]["version"]) == version_before + 1  # the no-op did not even write
 
 
-async def test_events_carry_growing_versions(bot: RunningBot, http: SandboxHttp, fixture: Fixture) -> None:
+async def test_events_carry_growing_versions(
+    gateway_bot: RunningBot, http: SandboxHttp, fixture: Fixture
+) -> None:
     playground = guild_id(fixture, "Polly Playground")
-    pubsub = bot.redis.pubsub()
+    pubsub = gateway_bot.redis.pubsub()
     await pubsub.subscribe(f"guild_events:{playground}")
     await pubsub.get_message(timeout=1)  # the subscription confirmation
     _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Temp"})
@@ -145,7 +142,7 @@ async def test_events_carry_growing_versions(bot: RunningBot, http: SandboxHttp,
     assert [e["kind"] for e in announced] == ["ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED"]
     versions = [e["version"] for e in announced]
     assert versions == sorted(versions) and len(set(versions)) == 3
-    stream = (await bot.events(playground))[-3:]
+    stream = (await gateway_bot.events(playground))[-3:]
     assert [e["kind"] for e in stream] == ["ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED"]
     assert [int(e["version"]) for e in stream] == versions
     assert {e["role_id"] for e in stream} == {role["id"]}
@@ -153,7 +150,7 @@ async def test_events_carry_growing_versions(bot: RunningBot, http: SandboxHttp,
 
 @pytest.mark.parametrize("control", ["/_sandbox/gateway/reconnect", "/_sandbox/gateway/invalidate-session"])
 async def test_the_cache_equals_discord_after_a_reconnect(
-    bot: RunningBot, http: SandboxHttp, fixture: Fixture, control: str
+    gateway_bot: RunningBot, http: SandboxHttp, fixture: Fixture, control: str
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
     voters = role_id(fixture, "Polly Playground", "Poll Voters")
@@ -162,18 +159,18 @@ async def test_the_cache_equals_discord_after_a_reconnect(
     # GUILD_CREATE.
     _, created = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "While Away"})
     await http.call("PATCH", f"/guilds/{playground}/roles/{voters}", json={"mentionable": False})
-    await wait_until(bot.all_cached, within=15)
-    cached = await bot.cached(playground)
+    await wait_until(gateway_bot.all_cached, within=15)
+    cached = await gateway_bot.cached(playground)
     assert cached is not None and int(created["id"]) in cached.roles_by_id
     assert cached.roles_by_id[voters]["mentionable"] is False
 
 
 async def test_a_slow_refill_never_overwrites_newer_gateway_data(
-    bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
     artists = role_id(fixture, "Quiet Corner", "Artists")
-    await bot.redis.delete(f"guild_roles_ping:{quiet}")  # the API must refill from REST
+    await gateway_bot.redis.delete(f"guild_roles_ping:{quiet}")  # the API must refill from REST
     await http.control(
         "POST",
         "/_sandbox/faults",
@@ -188,7 +185,7 @@ async def test_a_slow_refill_never_overwrites_newer_gateway_data(
     assert status == 200
 
     async def renamed() -> bool:
-        cached = await bot.cached(quiet)
+        cached = await gateway_bot.cached(quiet)
         return cached is not None and cached.roles_by_id[artists]["name"] == "Painters"
 
     await wait_until(renamed, within=2)
@@ -204,11 +201,9 @@ async def _called(api: RunningApi, route: str) -> bool:
 async def test_redis_down_keeps_the_session_and_resyncs_every_guild(
     bot_factory: Callable[[str], Awaitable[RunningBot]], http: SandboxHttp, fixture: Fixture, tmp_path: Path
 ) -> None:
-    from tests.test_roles_resilience import _free_port
-
     server = RedisExecutor(
         executable="redis-server", databases=1, redis_timeout=5, loglevel="warning",
-        host="127.0.0.1", port=_free_port(), datadir=tmp_path,
+        host="127.0.0.1", port=free_port(), datadir=tmp_path,
     )  # fmt: skip
     server.start()
     try:
@@ -263,17 +258,21 @@ async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) ->
     assert refused.returncode == 2 and b"refused POLLY_DISCORD_TOKEN" in stderr and b"Traceback" not in stderr
 
 
-async def test_leaving_a_guild_drops_its_keys(bot: RunningBot, http: SandboxHttp, fixture: Fixture) -> None:
+async def test_leaving_a_guild_drops_its_keys(
+    gateway_bot: RunningBot, http: SandboxHttp, fixture: Fixture
+) -> None:
     hq = guild_id(fixture, "Polly HQ")
-    assert await bot.cached(hq) is not None
+    assert await gateway_bot.cached(hq) is not None
     response, _ = await http.call("DELETE", f"/users/@me/guilds/{hq}")
     assert response.status == 204
 
     async def gone() -> bool:
-        return not await bot.redis.exists(f"guild_roles_ping:{hq}", f"guild_roles_ping_last_known:{hq}")
+        return not await gateway_bot.redis.exists(
+            f"guild_roles_ping:{hq}", f"guild_roles_ping_last_known:{hq}"
+        )
 
     await wait_until(gone, within=2)
-    assert not await bot.redis.sismember("bot_guilds", hq)
+    assert not await gateway_bot.redis.sismember("bot_guilds", hq)
 
 
 async def test_shards_follow_get_gateway_bot(redis_url: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import REPO, TEST_SECRET_KEY, wait_until
@@ -34,13 +34,6 @@ def run(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_help_lists_the_subcommands() -> None:

@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from app.graphql.frames import FrameSender, SocketWriter, frame_header
 from app.sandbox.fixture import Fixture
-from tests.conftest import RunningApi, SandboxHttp, guild_id, role_id, wait_until
+from tests.conftest import RunningApi, RunningBot, SandboxHttp, guild_id, role_id, wait_until
 
 PAYLOAD = b'{"data":{"guildRolesChanged":{"kind":"ROLE_UPDATED"}}}'
 
@@ -109,15 +109,14 @@ def test_full_and_failed_sockets_are_reported_for_the_caller_to_finish(
 
 
 async def test_a_large_group_gets_the_change_each_under_its_own_id(
-    bot_factory: Any, api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
 ) -> None:
     """Past FrameSender's threshold (256), through the real app: every subscriber receives the
     change once, in a frame its client parses, with its own operation id."""
-    await bot_factory(redis_url)
     quiet = guild_id(fixture, "Quiet Corner")
     helpers = role_id(fixture, "Quiet Corner", "Helpers")
     query = "subscription($g: ID!) { guildRolesChanged(guildId: $g) { kind pingableRoles { name } } }"
-    url = api.url.replace("http", "ws", 1) + "/graphql"
+    url = api.ws_url
     sockets: dict[str, Any] = {}
     try:
         for _ in range(300):
@@ -222,13 +221,12 @@ async def test_only_plain_sockets_are_written_to_directly_never_tls(certificate:
 
 
 async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frames(
-    bot_factory: Any, api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
+    gateway_bot: RunningBot, api: RunningApi, http: SandboxHttp, fixture: Fixture
 ) -> None:
     """Both subscriptions of one socket are in the same group; with the socket full, frames
     are written in parts, and each must still arrive whole and in order. A reader freeing
     space between two direct writes to one socket would tear a frame, and no test can time
     that: so the direct writes are also watched, and one socket must never get two."""
-    await bot_factory(redis_url)
     sender = api.services.streaming.fanout.sender
     send, repeated = sender.send, []
 
@@ -246,7 +244,7 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     raw.connect(("127.0.0.1", int(api.url.rsplit(":", 1)[1])))
     raw.setblocking(False)
-    url = api.url.replace("http", "ws", 1) + "/graphql"
+    url = api.ws_url
     async with websockets.connect(
         url, sock=raw, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=api.auth,
         max_queue=1, max_size=None,

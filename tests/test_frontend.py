@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, guild_id, role_id, start_api, stop_api
@@ -49,13 +49,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def open_stub(browser: Browser, api: RunningApi, user: str = "alice") -> Page:
@@ -116,7 +109,7 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
     tmp_path: Path,
 ) -> None:
     await bot_factory(redis_url)
-    port = _free_port()
+    port = free_port()
     api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
     try:
         page = await open_stub(browser, api)
@@ -152,7 +145,7 @@ async def test_a_drop_before_any_change_still_ends_with_the_current_list(
     tmp_path: Path,
 ) -> None:
     await bot_factory(redis_url)
-    port = _free_port()
+    port = free_port()
     api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
     try:
         page = await open_stub(browser, api)

@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,29 +22,19 @@ from app.access.principal import Principal, PrincipalKind
 from app.graphql.context import RequestContext
 from app.graphql.streaming import StreamingView
 from app.sandbox.fixture import Fixture
-from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, create_key, guild_id, role_id
-from tests.test_access_matrix import SUBSCRIPTION, key_id, log_in, over_websocket, user_caller
+from tests.conftest import RunningApi, RunningBot, SandboxHttp, create_key, guild_id, revoke_key, role_id
+from tests.test_access_matrix import SUBSCRIPTION, log_in, over_websocket, user_caller
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def revoke(api: RunningApi, redis_url: str, token: str) -> None:
-    env = {**os.environ, "POLLY_DATA_DIR": str(api.settings.data_dir), "POLLY_REDIS_URL": redis_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "keys", "revoke", key_id(token), cwd=REPO, env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await process.wait() == 0
-
-
 async def test_an_sse_stream_of_a_revoked_key_ends_before_its_next_change(
-    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    gateway_bot: RunningBot,
     api_factory: Callable[..., Awaitable[RunningApi]],
     http: SandboxHttp,
     redis_url: str,
     fixture: Fixture,
 ) -> None:
-    await bot_factory(redis_url)  # role changes reach the stream
     api = await api_factory(api_key_cache_ttl=1)
     quiet = guild_id(fixture, "Quiet Corner")
     helpers = role_id(fixture, "Quiet Corner", "Helpers")
@@ -69,7 +57,7 @@ async def test_an_sse_stream_of_a_revoked_key_ends_before_its_next_change(
         async with asyncio.timeout(20):
             first = await next_event()
             assert first["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED"
-            await revoke(api, redis_url, token)
+            await revoke_key(api.settings, redis_url, token)
             # Changes keep coming; within the recheck interval (the key cache's 1 s) the stream
             # must end with UNAUTHENTICATED instead of carrying them.
             revoked_at = time.monotonic()
@@ -139,7 +127,7 @@ async def test_an_oversized_subscription_document_is_refused_at_once(api: Runnin
     # Under the token limit, but one field 390 times over: quadratic work for graphql-core's
     # own rules, unless the API's limits turn it away first.
     query = "subscription { guildRolesChanged(guildId: 1) { %s } }" % ("pingableRoles { id } " * 390)
-    url = api.url.replace("http", "ws", 1) + "/graphql"
+    url = api.ws_url
     async with websockets.connect(
         url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=api.auth, max_size=None
     ) as ws:
@@ -161,7 +149,7 @@ async def test_keys_on_websockets_cost_the_address_a_token(
 ) -> None:
     api = await api_factory(rate_limit_burst=3, rate_limit_per_second=0.01)
     target = guild_id(fixture, "Polly Playground")
-    url = api.url.replace("http", "ws", 1) + "/graphql"
+    url = api.ws_url
     made_up = {"Authorization": "Bearer polly_AAAAAAAAAAAA_" + "b" * 32}
     codes = []
     for _ in range(5):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 import pytest_asyncio
 from pytest_redis.executor import RedisExecutor
 
+from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from app.settings import Settings
@@ -33,13 +33,6 @@ async def test_concurrent_cold_queries_cause_one_fill(api: RunningApi, fixture: 
     assert all(len(body["data"]["pingableRoles"]) == 124 for _, body in results)
     assert api.calls_to("GET /guilds/{guild_id}") == 1
     assert api.rest_calls() == 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest_asyncio.fixture
@@ -62,7 +55,7 @@ async def two_api_processes(
         "POLLY_DATA_DIR": str(tmp_path),
         "POLLY_RATE_LIMIT_BURST": "100000",
     }
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     processes = [
         await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
@@ -166,7 +159,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisExecutor]:
         redis_timeout=5,
         loglevel="warning",
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         datadir=tmp_path,
     )
     executor.start()
@@ -218,7 +211,7 @@ async def test_readyz_reports_discord_down(
 ) -> None:
     overrides: dict[str, Any] = {"discord_timeout": 0.5}
     if not redis_reachable:
-        overrides["redis_url"] = f"redis://127.0.0.1:{_free_port()}/0"
+        overrides["redis_url"] = f"redis://127.0.0.1:{free_port()}/0"
     api: RunningApi = await api_factory(**overrides)
     await http.control("POST", "/_sandbox/faults", {"method": "*", "route": "*", "status": 503, "count": 100})
     await api.query(PINGABLE, {"g": str(guild_id(fixture, "Polly HQ"))})

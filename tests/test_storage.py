@@ -7,7 +7,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -21,6 +20,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
+from app.ports import free_port
 from app.storage import api_keys
 from app.storage.api_keys import (
     SCOPES,
@@ -49,13 +49,6 @@ def postgres_bin_dir() -> Path | None:
     versions = Path("/usr/lib/postgresql").glob("*/bin")
     candidates += sorted(versions, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)[::-1]
     return next((c for c in candidates if (c / "initdb").is_file() and (c / "pg_ctl").is_file()), None)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

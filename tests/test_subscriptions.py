@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
+from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import (
@@ -30,7 +31,9 @@ from tests.conftest import (
     SandboxHttp,
     create_key,
     guild_id,
+    revoke_key,
     role_id,
+    until_closed,
     wait_until,
 )
 
@@ -43,14 +46,9 @@ CHANGES = """subscription Changes($g: ID!, $c: ID, $since: String) {
 }"""
 
 
-@pytest_asyncio.fixture
-async def gateway_bot(bot_factory: Callable[[str], Awaitable[RunningBot]], redis_url: str) -> RunningBot:
-    return await bot_factory(redis_url)
-
-
 def ws_url(api: RunningApi | str) -> str:
-    base = api if isinstance(api, str) else api.url
-    return base.replace("http", "ws", 1) + "/graphql"
+    """A running API's WebSocket URL, or that of an API process at ``api`` (its http URL)."""
+    return api.replace("http", "ws", 1) + "/graphql" if isinstance(api, str) else api.ws_url
 
 
 class Subscriber:
@@ -346,13 +344,6 @@ async def joined(api: RunningApi, count: int) -> None:
     await wait_until(all_in, within=5)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 async def test_a_subscriber_on_another_process_gets_the_same_events(
     gateway_bot: RunningBot,
     api: RunningApi,
@@ -362,7 +353,7 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
     subscribers: list[Subscriber],
     fixture: Fixture,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "POLLY_DISCORD_API_URL": sandbox.api_url,
@@ -620,22 +611,7 @@ async def test_a_revoked_keys_sockets_are_closed(
             and first["payload"]["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED"
         )
 
-        key_id = token.split("_")[1]
-        env = {**os.environ, "POLLY_DATA_DIR": str(api.settings.data_dir), "POLLY_REDIS_URL": redis_url}
-        revoked = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "keys", "revoke", key_id, cwd=REPO, env=env
-        )
-        assert await revoked.wait() == 0
-        await drain_until_closed(ws)
+        await revoke_key(api.settings, redis_url, token)
+        await until_closed(ws, within=10)
         assert ws.close_code == 4403
         assert ws.close_reason is not None and "revoked" in ws.close_reason
-
-
-async def drain_until_closed(ws: Any, within: float = 10) -> None:
-    """Read (pings, messages) until the server closes the socket; fail if it does not."""
-    async with asyncio.timeout(within):
-        try:
-            while True:
-                await ws.recv()
-        except websockets.ConnectionClosed:
-            return

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,6 +21,7 @@ import pytest
 import websockets
 from websockets.typing import Subprotocol
 
+from app.graphql import frames
 from app.graphql.frames import FrameSender, SocketWriter, frame_header
 from app.sandbox.fixture import Fixture
 from tests.conftest import RunningApi, RunningBot, SandboxHttp, guild_id, role_id, wait_until
@@ -106,6 +109,75 @@ def test_full_and_failed_sockets_are_reported_for_the_caller_to_finish(
     finally:
         sender.close()
     assert sorted(unfinished) == [(10, 0), (20, -1)]
+
+
+def _writers(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[tuple[int, set[int]]]]:
+    """Records the CPU each send found its caller on, and each write's thread and allowed CPUs."""
+    callers: list[int] = []
+    writes: list[tuple[int, set[int]]] = []
+    lookup, write = frames._current_cpu, frames._write
+    assert lookup is not None
+
+    def recorded_lookup() -> int:
+        callers.append(lookup())
+        return callers[-1]
+
+    def recorded_write(*args: Any) -> list[tuple[int, int]]:
+        writes.append((threading.get_native_id(), os.sched_getaffinity(0)))
+        return write(*args)
+
+    monkeypatch.setattr(frames, "_current_cpu", recorded_lookup)
+    monkeypatch.setattr(frames, "_write", recorded_write)
+    return callers, writes
+
+
+needs_two_cpus = pytest.mark.skipif(
+    frames._current_cpu is None or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux's CPU affinity and two CPUs this process may use",
+)
+
+
+@needs_two_cpus
+def test_helpers_never_write_on_the_callers_cpu(
+    pairs: list[tuple[socket.socket, socket.socket]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left to the kernel, a helper woken by the caller could share the caller's CPU for a
+    whole send, and the two would only take turns."""
+    callers, writes = _writers(monkeypatch)
+    allowed = os.sched_getaffinity(0)
+    fds = connected(pairs, 600)
+    heads = [b'{"id":"1","type":"next","payload":'] * len(fds)
+    sender = FrameSender(2, parallel_from=256)
+    try:
+        for _ in range(5):
+            assert sender.send(fds, heads, PAYLOAD) == []
+    finally:
+        sender.close()
+    helpers = [cpus for thread, cpus in writes if thread != threading.get_native_id()]
+    assert len(callers) == len(helpers) == 5
+    for cpu, cpus in zip(callers, helpers, strict=True):
+        assert cpus == allowed - {cpu}
+
+
+@needs_two_cpus
+def test_a_caller_with_one_cpu_writes_alone(
+    pairs: list[tuple[socket.socket, socket.socket]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads on one CPU can only take turns: the caller's thread writes everything."""
+    _, writes = _writers(monkeypatch)
+    fds = connected(pairs, 600)
+    heads = [b'{"id":"1","type":"next","payload":'] * len(fds)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    sender = FrameSender(2, parallel_from=256)
+    try:
+        assert sender.send(fds, heads, PAYLOAD) == []
+    finally:
+        sender.close()
+        os.sched_setaffinity(0, allowed)
+    assert [thread for thread, _ in writes] == [threading.get_native_id()]
+    frame = frame_header(len(heads[0]) + len(PAYLOAD) + 1) + heads[0] + PAYLOAD + b"}"
+    assert all(received(theirs) == frame for _, theirs in pairs)
 
 
 async def test_a_large_group_gets_the_change_each_under_its_own_id(

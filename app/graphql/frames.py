@@ -10,17 +10,21 @@ For a large group, most of the cost is the kernel's: one ``send()`` per socket. 
 :class:`FrameSender` spreads those writes over a few threads (the kernel call runs without the
 GIL, so they really run side by side) while the event loop waits for them, so nothing else
 touches those sockets meanwhile; whatever a socket did not take at once goes to its transport
-afterwards, in order, as any other write.
+afterwards, in order, as any other write. For the length of a send the helpers are kept off the
+caller's CPU: the kernel wakes a helper on its waker's CPU, and while the other CPUs are busy,
+even with idle-priority work, it may leave both to take turns on that one for the whole send
+(seen at 5,000 sockets on two cores: each thread 22 ms on the CPU in 44 ms).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -30,6 +34,23 @@ log = logging.getLogger(__name__)
 
 BEHIND = 256 * 1024  # default: bytes waiting to be sent past which the reader is too slow
 FALLBACK_QUEUE = 64  # messages, when writing through ASGI
+
+
+def _cpu_lookup() -> Callable[[], int] | None:
+    """The C library's ``sched_getcpu`` (Python 3.11 has no ``os.sched_getcpu``): the CPU the
+    calling thread runs on. None where there is none, or no way to keep threads off a CPU."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        lookup = ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    lookup.argtypes = []
+    lookup.restype = ctypes.c_int
+    return lookup
+
+
+_current_cpu = _cpu_lookup()
 
 
 def frame_header(size: int) -> bytes:
@@ -149,6 +170,9 @@ class FrameSender:
         gathers each one from its parts)."""
         headers = {size: frame_header(size + len(payload) + 1) for size in set(map(len, heads))}
         helpers = self.threads - 1 if len(fds) >= self.parallel_from else 0
+        cpus = _helper_cpus() if helpers else None
+        if cpus is not None and not cpus:
+            helpers = 0  # the caller has one CPU: helpers could only take turns with it
         if helpers == 0:
             return _write(fds, heads, payload, headers, 0, len(fds))
         if self._pool is None:
@@ -157,7 +181,9 @@ class FrameSender:
         pending: list[Future[list[tuple[int, int]]]] = []
         try:
             for start in range(share, len(fds), share):
-                pending.append(self._pool.submit(_write, fds, heads, payload, headers, start, start + share))
+                pending.append(
+                    self._pool.submit(_write_away, cpus, fds, heads, payload, headers, start, start + share)
+                )
         except RuntimeError:  # shut down, or no thread could start: this thread writes the rest
             log.warning("Writing a broadcast from one thread: its helpers are gone.", exc_info=True)
             self.close()
@@ -177,6 +203,37 @@ class FrameSender:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _helper_cpus() -> set[int] | None:
+    """The CPUs the caller may use except the one it runs on; None when that cannot be told."""
+    if _current_cpu is None:
+        return None
+    cpu = _current_cpu()
+    if cpu < 0:
+        return None
+    try:
+        return os.sched_getaffinity(0) - {cpu}
+    except OSError:
+        return None
+
+
+def _write_away(
+    cpus: set[int] | None,
+    fds: Sequence[int],
+    heads: Sequence[bytes],
+    payload: bytes,
+    headers: dict[int, bytes],
+    start: int,
+    end: int,
+) -> list[tuple[int, int]]:
+    """``_write`` from a helper thread, moved to ``cpus`` first (off the caller's CPU)."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)  # 0: this thread, on Linux
+        except OSError as error:
+            log.debug("A frame-writing thread stays where it is: %s", error)
+    return _write(fds, heads, payload, headers, start, end)
 
 
 def _write(

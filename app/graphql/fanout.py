@@ -67,6 +67,9 @@ def _order(event_id: str | None) -> tuple[int, int]:
 class Member:
     """One subscriber of a group: its socket, and the envelope its protocol wraps payloads in."""
 
+    # A broadcast reads every member of a group: slots keep each one small and in one piece.
+    __slots__ = ("_held", "behind", "done", "head", "writer")
+
     def __init__(self, writer: SocketWriter, operation_id: str, message_type: str) -> None:
         self.writer = writer
         self.head = (
@@ -268,22 +271,29 @@ class Group:
         # others queue behind it on its transport, so frames never interleave.
         seen: set[int] = set()
         after: list[Member] = []
+        others: list[Member] = []  # only these can fall behind now
         for member in tuple(self.members):
-            if member.live and member.writer.idle():
-                if member.writer.fd in seen:
+            writer = member.writer
+            if member.live and writer.idle():
+                fd = writer.fd
+                if fd in seen:
                     after.append(member)
                     continue
-                seen.add(member.writer.fd)
+                seen.add(fd)
                 batch.append(member)
-                fds.append(member.writer.fd)
+                fds.append(fd)
                 heads.append(member.head)
             else:
                 member.deliver(payload, event_id)
+                others.append(member)
         for index, sent in self._fanout.sender.send(fds, heads, payload):
             batch[index].writer.sent_directly(text_frame(heads[index] + payload + b"}"), sent)
         for member in after:
             member.deliver(payload, event_id)
-        if self._resyncs is None and any(member.behind for member in self.members):
+        others += after
+        # A direct write never puts a member behind (what the socket did not take is queued):
+        # only the others can have fallen behind.
+        if self._resyncs is None and any(member.behind for member in others):
             self._resyncs = asyncio.create_task(self._resync_when_drained())
 
     async def _resync_when_drained(self) -> None:

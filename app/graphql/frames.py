@@ -68,6 +68,8 @@ def text_frame(payload: bytes) -> bytes:
 
 
 class SocketWriter:
+    __slots__ = ("_behind", "_drained", "_protocol", "_queue", "_sender", "_transport", "_websocket", "fd")
+
     def __init__(self, websocket: WebSocket, *, behind: int = BEHIND) -> None:
         self._behind = behind
         self._drained = behind // 4

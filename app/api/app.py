@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 import time
@@ -37,6 +36,7 @@ from app.access.gatekeeper import Gatekeeper
 from app.access.login import LoginFlow
 from app.access.principal import Principal
 from app.api.auth import AuthRoutes
+from app.api.collector import collect_young, settle
 from app.api.health import healthz, readyz
 from app.cache.access_cache import AccessCache
 from app.cache.connection import Breaker, open_redis
@@ -335,17 +335,19 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings, redis_client)
         app.state.services = services
-        # Everything built so far lives as long as the process: keep it out of the garbage
-        # collector's scans, which otherwise show up as latency spikes under load.
-        gc.collect()
-        gc.freeze()
-        purging = asyncio.create_task(purge_sessions(LoginSessionStore(services.database)))
+        settle()
+        background = [
+            asyncio.create_task(purge_sessions(LoginSessionStore(services.database))),
+            asyncio.create_task(collect_young()),
+        ]
         try:
             yield
         finally:
-            purging.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purging
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await close_services(services)
 
     routes: list[Any] = [

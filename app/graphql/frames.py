@@ -10,36 +10,43 @@ For a large group, most of the cost is the kernel's: one ``send()`` per socket. 
 :class:`FrameSender` spreads those writes over a few threads (the kernel call runs without the
 GIL, so they really run side by side) while the event loop waits for them, so nothing else
 touches those sockets meanwhile; whatever a socket did not take at once goes to its transport
-afterwards, in order, as any other write. For the length of a send the helpers are kept off the
-caller's CPU: the kernel wakes a helper on its waker's CPU, and while the other CPUs are busy,
-even with idle-priority work, it may leave both to take turns on that one for the whole send
-(seen at 5,000 sockets on two cores: each thread 22 ms on the CPU in 44 ms).
+afterwards, in order, as any other write. Each send first moves its helpers off the caller's
+CPU (they stay there until the next send): the kernel wakes a helper on its waker's CPU, and
+while the other CPUs are busy, even with idle-priority work, it may leave both to take turns on
+that one for the whole send (seen at 5,000 sockets on two cores: each thread 22 ms on the CPU
+in 44 ms). The threads take the sockets in chunks from one shared sequence, so a helper slow to
+get its CPU leaves its part to the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+try:
+    import ctypes
+except ImportError:  # a Python built without libffi: helpers go where the kernel puts them
+    ctypes = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 BEHIND = 256 * 1024  # default: bytes waiting to be sent past which the reader is too slow
 FALLBACK_QUEUE = 64  # messages, when writing through ASGI
+CHUNK = 64  # sockets a thread writes before taking the next chunk
 
 
 def _cpu_lookup() -> Callable[[], int] | None:
     """The C library's ``sched_getcpu`` (Python 3.11 has no ``os.sched_getcpu``): the CPU the
     calling thread runs on. None where there is none, or no way to keep threads off a CPU."""
-    if not hasattr(os, "sched_setaffinity"):
+    if ctypes is None or not hasattr(os, "sched_setaffinity"):
         return None
     try:
         lookup = ctypes.CDLL(None).sched_getcpu
@@ -155,7 +162,7 @@ class SocketWriter:
 
 class FrameSender:
     """Writes frames to many sockets at once, over ``threads`` threads (the caller's among
-    them) when there are at least ``parallel_from``."""
+    them) when there are at least ``parallel_from`` and the caller may use more than one CPU."""
 
     def __init__(self, threads: int = 2, *, parallel_from: int = 256) -> None:
         self.threads = max(1, threads)
@@ -179,24 +186,25 @@ class FrameSender:
             return _write(fds, heads, payload, headers, 0, len(fds))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(helpers, thread_name_prefix="polly-frames")
-        share = -(-len(fds) // (helpers + 1))
+        # Chunks from one shared iterator (next() on a range iterator is atomic under the GIL):
+        # a helper that is slow to run, pinned to a busy CPU, leaves its work to the caller.
+        chunks = iter(range(0, len(fds), CHUNK))
         pending: list[Future[list[tuple[int, int]]]] = []
         try:
-            for start in range(share, len(fds), share):
-                pending.append(
-                    self._pool.submit(_write_away, cpus, fds, heads, payload, headers, start, start + share)
-                )
+            for _ in range(helpers):
+                pending.append(self._pool.submit(_write_away, cpus, chunks, fds, heads, payload, headers))
         except RuntimeError:  # shut down, or no thread could start: this thread writes the rest
             log.warning("Writing a broadcast from one thread: its helpers are gone.", exc_info=True)
             self.close()
-        written_here = share * (len(pending) + 1)
         try:
-            unfinished = _write(fds, heads, payload, headers, 0, share)
-            unfinished += _write(fds, heads, payload, headers, written_here, len(fds))
+            unfinished = _write_chunks(chunks, fds, heads, payload, headers)
         finally:
+            for future in pending:
+                future.cancel()  # a helper that has not started yet never will
             wait(pending)  # no helper may still write once this returns, whatever happened
         for done in pending:
-            unfinished += done.result()
+            if not done.cancelled():
+                unfinished += done.result()
         return unfinished
 
     def close(self) -> None:
@@ -212,30 +220,41 @@ def _helper_cpus() -> set[int] | None:
     if _current_cpu is None:
         return None
     cpu = _current_cpu()
-    if cpu < 0:
-        return None
     try:
-        return os.sched_getaffinity(0) - {cpu}
+        allowed = os.sched_getaffinity(0)
     except OSError:
         return None
+    return allowed - {cpu} if cpu in allowed else None
 
 
 def _write_away(
     cpus: set[int] | None,
+    chunks: Iterator[int],
     fds: Sequence[int],
     heads: Sequence[bytes],
     payload: bytes,
     headers: dict[int, bytes],
-    start: int,
-    end: int,
 ) -> list[tuple[int, int]]:
-    """``_write`` from a helper thread, moved to ``cpus`` first (off the caller's CPU)."""
+    """``_write_chunks`` from a helper thread, moved to ``cpus`` first (off the caller's CPU)."""
     if cpus:
         try:
             os.sched_setaffinity(0, cpus)  # 0: this thread, on Linux
         except OSError as error:
             log.debug("A frame-writing thread stays where it is: %s", error)
-    return _write(fds, heads, payload, headers, start, end)
+    return _write_chunks(chunks, fds, heads, payload, headers)
+
+
+def _write_chunks(
+    chunks: Iterator[int],
+    fds: Sequence[int],
+    heads: Sequence[bytes],
+    payload: bytes,
+    headers: dict[int, bytes],
+) -> list[tuple[int, int]]:
+    unfinished: list[tuple[int, int]] = []
+    for start in chunks:
+        unfinished += _write(fds, heads, payload, headers, start, start + CHUNK)
+    return unfinished
 
 
 def _write(

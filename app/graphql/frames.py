@@ -192,7 +192,7 @@ class FrameSender:
         pending: list[Future[list[tuple[int, int]]]] = []
         try:
             for _ in range(helpers):
-                pending.append(self._pool.submit(_write_away, cpus, chunks, fds, heads, payload, headers))
+                pending.append(self._pool.submit(_write_chunks, chunks, fds, heads, payload, headers, cpus))
         except RuntimeError:  # shut down, or no thread could start: this thread writes the rest
             log.warning("Writing a broadcast from one thread: its helpers are gone.", exc_info=True)
             self.close()
@@ -227,30 +227,21 @@ def _helper_cpus() -> set[int] | None:
     return allowed - {cpu} if cpu in allowed else None
 
 
-def _write_away(
-    cpus: set[int] | None,
-    chunks: Iterator[int],
-    fds: Sequence[int],
-    heads: Sequence[bytes],
-    payload: bytes,
-    headers: dict[int, bytes],
-) -> list[tuple[int, int]]:
-    """``_write_chunks`` from a helper thread, moved to ``cpus`` first (off the caller's CPU)."""
-    if cpus:
-        try:
-            os.sched_setaffinity(0, cpus)  # 0: this thread, on Linux
-        except OSError as error:
-            log.debug("A frame-writing thread stays where it is: %s", error)
-    return _write_chunks(chunks, fds, heads, payload, headers)
-
-
 def _write_chunks(
     chunks: Iterator[int],
     fds: Sequence[int],
     heads: Sequence[bytes],
     payload: bytes,
     headers: dict[int, bytes],
+    cpus: set[int] | None = None,
 ) -> list[tuple[int, int]]:
+    """Write the chunks of sockets this thread takes from ``chunks``; a helper moves to
+    ``cpus`` (off the caller's CPU) first."""
+    if cpus:
+        try:
+            os.sched_setaffinity(0, cpus)  # 0: this thread, on Linux
+        except OSError as error:
+            log.debug("A frame-writing thread stays where it is: %s", error)
     unfinished: list[tuple[int, int]] = []
     for start in chunks:
         unfinished += _write(fds, heads, payload, headers, start, start + CHUNK)

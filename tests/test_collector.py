@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from app.api.collector import collect_young
+from app.collector import collect_young
 
 SLOTS = 20_000
 

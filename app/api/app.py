@@ -36,7 +36,6 @@ from app.access.gatekeeper import Gatekeeper
 from app.access.login import LoginFlow
 from app.access.principal import Principal
 from app.api.auth import AuthRoutes
-from app.api.collector import collect_young, settle
 from app.api.health import healthz, readyz
 from app.cache.access_cache import AccessCache
 from app.cache.connection import Breaker, open_redis
@@ -45,6 +44,7 @@ from app.cache.gate import RequestGate
 from app.cache.keys import CacheKeys
 from app.cache.response_cache import ResponseCache
 from app.cache.role_cache import RoleCache
+from app.collector import collect_young, settle
 from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
 from app.discord.oauth import DiscordOAuth
 from app.graphql.context import RequestContext

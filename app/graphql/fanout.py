@@ -19,10 +19,8 @@ import asyncio
 import contextlib
 import copy
 import functools
-import gc
 import logging
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +42,7 @@ from graphql import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from app import collector
 from app.access.policy import READ_ROLES, authorize
 from app.cache.event_log import parse_event_id
 from app.discord.snowflake import parse_snowflake
@@ -263,7 +262,7 @@ class Group:
         if result.data is not None:
             self._latest = result.data
         payload = _payload(result)
-        with _collector_paused():
+        with collector.paused():
             self._write_all(payload, event_id)
 
     def _write_all(self, payload: bytes, event_id: str | None) -> None:
@@ -324,21 +323,6 @@ class Group:
             if self._shape.role_id:
                 message[self._shape.role_id] = None
         return orjson.dumps({"data": data})
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Holds off the cyclic garbage collector: with thousands of subscribers a full collection
-    takes hundreds of milliseconds, and one that began mid-broadcast would hold up every socket
-    after it. A collection that is due runs after the broadcast instead."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _failed(result: ExecutionResult | PreExecutionError) -> bool:

@@ -7,6 +7,7 @@ import gc
 
 import pytest
 
+from app import collector
 from app.collector import collect_young
 
 SLOTS = 20_000
@@ -43,3 +44,26 @@ async def test_the_young_generation_stays_small_while_objects_are_replaced_one_f
         with pytest.raises(asyncio.CancelledError):
             await collector
     assert attended < SLOTS // 4, (unattended, attended)
+
+
+def test_paused_holds_the_collector_off_and_gives_it_back_even_on_errors() -> None:
+    if not gc.isenabled():
+        pytest.skip("the garbage collector is disabled in this process")
+    seen = []
+
+    def broadcast() -> None:
+        with collector.paused():
+            seen.append(gc.isenabled())
+            raise RuntimeError("a broadcast failed")
+
+    with pytest.raises(RuntimeError):
+        broadcast()
+    assert seen == [False]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector.paused():
+            pass
+        assert not gc.isenabled()  # someone else's choice stands
+    finally:
+        gc.enable()

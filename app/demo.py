@@ -27,7 +27,7 @@ import uvicorn
 from app.api.app import create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
-from app.ports import free_port
+from app.redis_server import RedisServer
 from app.sandbox.bodies import RoleFields
 from app.sandbox.builtin import CLIENT_SECRET, default_fixture
 from app.sandbox.server import Sandbox
@@ -65,39 +65,16 @@ async def embedded_redis(choice: str = "auto") -> AsyncIterator[tuple[str, redis
     if executable is None:
         import fakeredis
 
-        server = fakeredis.FakeServer()
-        yield "redis://fakeredis/0", fakeredis.FakeAsyncRedis(server=server), "fakeredis (in this process)"
+        fake = fakeredis.FakeServer()
+        yield "redis://fakeredis/0", fakeredis.FakeAsyncRedis(server=fake), "fakeredis (in this process)"
         return
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="polly-demo-redis-") as directory:
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            *(
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                directory,
-            ),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
+        server = RedisServer(Path(directory), executable=executable)
+        await server.start_async()
         try:
-            client = redis.Redis(port=port)
-            for _ in range(100):
-                with contextlib.suppress(redis.ConnectionError):
-                    await client.ping()
-                    break
-                await asyncio.sleep(0.05)
-            await client.aclose()
-            yield f"redis://127.0.0.1:{port}/0", None, f"a private redis-server on port {port}"
+            yield server.url, None, f"a private redis-server on port {server.port}"
         finally:
-            process.terminate()
-            await asyncio.wait_for(process.wait(), timeout=10)
+            await server.stop_async()
 
 
 async def churn(state: SandboxState, every: float) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +15,7 @@ from typing import Any
 import httpx
 
 from app.ports import free_port
+from app.redis_server import RedisServer, RedisServerError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,16 +62,14 @@ class Stack(contextlib.ExitStack):
         return process
 
     def redis(self) -> str:
-        if shutil.which("redis-server") is None:
-            raise SystemExit("redis-server is needed: apt-get install redis-server")
-        port = free_port()
-        self.spawn(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return f"redis://127.0.0.1:{port}/0"
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        directory = Path(self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-redis-")))
+        try:
+            server = RedisServer(directory)
+        except RedisServerError as error:
+            raise SystemExit(str(error)) from None
+        server.start()
+        self.callback(server.stop)
+        return server.url
 
     def sandbox(self, fixture: dict[str, Any] | None = None, *args: str) -> str:
         port = free_port()

@@ -5,7 +5,7 @@ import json as json_lib
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ import redis
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
-from pytest_redis import factories
 
 from app.api.app import PollyApp, Services, create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
+from app.redis_server import RedisServer
 from app.roles.snapshot import GuildSnapshot
 from app.sandbox.builtin import CLIENT_SECRET, default_fixture
 from app.sandbox.fixture import Fixture
@@ -145,16 +145,23 @@ def channel_id(fixture: Fixture, guild_name: str, channel_name: str) -> int:
     return next(channel.id for channel in guild.channels if channel.name == channel_name)
 
 
-# A throwaway redis-server on a free port for the whole run; never a shared one.
-redis_server = factories.redis_proc(port=None)
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server for the whole run, keeping nothing on disk; never a shared one."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
-def redis_url(redis_server: Any) -> str:
-    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+def redis_url(redis_server: RedisServer) -> str:
+    client = redis.Redis(port=redis_server.port)
     client.flushall()
     client.close()
-    return f"redis://{redis_server.host}:{redis_server.port}/0"
+    return redis_server.url
 
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -13,10 +14,9 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as redis
-from pytest_redis.executor import RedisExecutor
 
 from app.bot.runner import run_bot
-from app.ports import free_port
+from app.redis_server import RedisServer
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import (
@@ -199,28 +199,51 @@ async def _called(api: RunningApi, route: str) -> bool:
 
 
 async def test_redis_down_keeps_the_session_and_resyncs_every_guild(
-    bot_factory: Callable[[str], Awaitable[RunningBot]], http: SandboxHttp, fixture: Fixture, tmp_path: Path
+    bot_factory: Callable[[str], Awaitable[RunningBot]],
+    http: SandboxHttp,
+    fixture: Fixture,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = RedisExecutor(
-        executable="redis-server", databases=1, redis_timeout=5, loglevel="warning",
-        host="127.0.0.1", port=free_port(), datadir=tmp_path,
-    )  # fmt: skip
-    server.start()
+    caplog.set_level(logging.WARNING, logger="app.bot.sync")
+    server = RedisServer(tmp_path)  # keeps nothing on disk: a restart loses everything
+    await server.start_async()
     try:
-        bot = await bot_factory(f"redis://127.0.0.1:{server.port}/0")
+        bot = await bot_factory(server.url)
         sessions = (await http.control("GET", "/_sandbox/gateway/sessions"))["sessions"]
-        server.stop()  # and with it everything cached: it keeps nothing on disk
         playground = guild_id(fixture, "Polly Playground")
-        _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "During Outage"})
-        server.start()
-        await wait_until(bot.all_cached, within=15)
+        voters = role_id(fixture, "Polly Playground", "Poll Voters")
+
+        # An outage the bot lives through: Redis stops while the event loop runs on, the bot
+        # fails a write and notices, and more changes come meanwhile.
+        await server.stop_async()
+        _, first = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "During Outage"})
+
+        def logged(text: str) -> Callable[[], Awaitable[bool]]:
+            async def seen() -> bool:
+                return any(text in record.getMessage() for record in caplog.records)
+
+            return seen
+
+        await wait_until(logged("Redis is unavailable"), within=30)
+        _, second = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Still Out"})
+        await http.call("PATCH", f"/guilds/{playground}/roles/{voters}", json={"mentionable": False})
+        assert not await logged("Redis is back;")()  # not yet: nothing answers
+        await server.start_async()
+
+        await wait_until(logged("Redis is back; every guild was resynced."), within=30)
+        await wait_until(bot.all_cached, within=30)
         cached = await bot.cached(playground)
-        assert cached is not None and int(role["id"]) in cached.roles_by_id
+        assert cached is not None
+        assert {int(first["id"]), int(second["id"])} <= set(cached.roles_by_id)
+        assert cached.roles_by_id[voters]["mentionable"] is False
         after = (await http.control("GET", "/_sandbox/gateway/sessions"))["sessions"]
         assert [s["session_id"] for s in after] == [s["session_id"] for s in sessions]  # same session
-        assert {e["kind"] for e in await bot.events(playground)} == {"GUILD_RESYNCED"}
+        # Every guild is announced as resynced, since its events during the outage were lost.
+        for guild in bot.bot_guild_ids():
+            assert {e["kind"] for e in await bot.events(guild)} == {"GUILD_RESYNCED"}, guild
     finally:
-        server.stop()
+        await server.stop_async()
 
 
 async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) -> None:

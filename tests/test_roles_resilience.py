@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pytest_redis.executor import RedisExecutor
 
 from app.ports import free_port
+from app.redis_server import RedisServer
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from app.settings import Settings
@@ -64,7 +64,7 @@ async def two_api_processes(
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=30) as client:
 
             async def ready() -> bool:
                 try:
@@ -151,33 +151,25 @@ async def test_discord_failing_without_earlier_data_is_a_clear_error(
 
 
 @pytest_asyncio.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisExecutor]:
-    """A redis-server this test may stop and start again."""
-    executor = RedisExecutor(
-        executable="redis-server",
-        databases=1,
-        redis_timeout=5,
-        loglevel="warning",
-        host="127.0.0.1",
-        port=free_port(),
-        datadir=tmp_path,
-    )
-    executor.start()
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server this test may stop and start again (keeping nothing on disk)."""
+    server = RedisServer(tmp_path)
+    await server.start_async()
     try:
-        yield executor
+        yield server
     finally:
-        executor.stop()
+        await server.stop_async()
 
 
 async def test_redis_down_answers_from_discord_and_readyz_says_degraded(
-    api_factory: Any, fixture: Fixture, own_redis: RedisExecutor
+    api_factory: Any, fixture: Fixture, own_redis: RedisServer
 ) -> None:
-    api: RunningApi = await api_factory(redis_url=f"redis://127.0.0.1:{own_redis.port}/0")
+    api: RunningApi = await api_factory(redis_url=own_redis.url)
     playground, quiet = (str(guild_id(fixture, name)) for name in ("Polly Playground", "Quiet Corner"))
     _, expected = await api.query(PINGABLE, {"g": playground})
     assert (await api.client.get("/readyz")).json()["status"] == "ready"
 
-    own_redis.stop()
+    await own_redis.stop_async()
     api.sandbox.stats.reset()
     results = await asyncio.gather(*(api.query(PINGABLE, {"g": playground}) for _ in range(20)))
     for status, body in results:
@@ -195,7 +187,7 @@ async def test_redis_down_answers_from_discord_and_readyz_says_degraded(
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and ready.json()["redis"]["ok"] is False
 
-    own_redis.start()
+    await own_redis.start_async()
 
     async def recovered() -> bool:
         return bool((await api.client.get("/readyz")).json()["status"] == "ready")

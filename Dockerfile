@@ -1,8 +1,8 @@
-# The front-end stub's WebSocket client (graphql-ws's browser build), fetched from npm.
+# The front-end stub's WebSocket client (graphql-ws's browser build), as package-lock.json pins it.
 FROM node:20-slim AS stub
 WORKDIR /stub
-COPY frontend-stub/package.json ./
-RUN npm install --no-audit --no-fund --legacy-peer-deps --no-package-lock --loglevel=error
+COPY frontend-stub/package.json frontend-stub/package-lock.json frontend-stub/.npmrc ./
+RUN npm ci --no-audit --no-fund --loglevel=error
 
 FROM python:3.11-slim
 
@@ -10,14 +10,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/srv/polly/.venv \
+    PATH=/srv/polly/.venv/bin:$PATH \
     POLLY_FRONTEND_DIR=/srv/polly/frontend-stub
 
 WORKDIR /srv/polly
-COPY pyproject.toml README.md ./
+# uv at the version and hashes scripts/uv-requirements.txt pins; it installs exactly uv.lock
+# (--locked: the build stops if pyproject.toml and the lock disagree), never a fresh resolution.
+COPY scripts/uv-requirements.txt /tmp/uv-requirements.txt
+RUN pip install --no-deps --require-hashes -r /tmp/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-install-project
 COPY app ./app
+RUN uv sync --locked --no-editable && useradd --system --uid 10001 polly
 COPY frontend-stub ./frontend-stub
 COPY --from=stub /stub/node_modules ./frontend-stub/node_modules
-RUN pip install . && useradd --system --uid 10001 polly
 
 USER polly
 EXPOSE 8000 8787

@@ -69,7 +69,7 @@ const CURRENT = "0-0";
 
 if (!window.graphqlWs) {
   setConnection("error", "no client");
-  say("The graphql-ws client is missing: run `npm install --prefix frontend-stub` (./scripts/run does).");
+  say("The graphql-ws client is missing: run `npm ci --prefix frontend-stub` (./scripts/run does).");
   throw new Error("graphql-ws is not loaded");
 }
 

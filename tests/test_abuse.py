@@ -517,7 +517,7 @@ async def test_operations_past_the_rate_limit_on_one_socket_get_rate_limited_err
         assert error["extensions"]["retryAfter"] >= 1
     # Over HTTP the same caller is limited too (one bucket per caller), and others are not.
     rate_limited((await statuses(api.client, 1))[0])
-    async with httpx.AsyncClient(base_url=api.url) as anonymous:
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as anonymous:
         assert (await statuses(anonymous, 1))[0].status_code == 200
 
 

@@ -369,7 +369,7 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
     )
     other = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=30) as client:
 
             async def up() -> bool:
                 try:

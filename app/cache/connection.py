@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import LockError, RedisError, ResponseError
 
 # Answers that mean the server cannot do its job now (out of memory, a read-only replica,
@@ -32,7 +34,9 @@ def open_redis(url: str, *, timeout: float = 0.5, max_connections: int = 128) ->
         timeout=2.0,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry_on_timeout=False,
+        # No retries, said rather than left to redis-py's defaults (which have changed between
+        # releases): a dead Redis must fail a command within ``timeout`` so the breaker opens.
+        retry=Retry(NoBackoff(), 0),
     )
     return redis.Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
 

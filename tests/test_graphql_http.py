@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from app.sandbox.fixture import Fixture
@@ -27,25 +28,52 @@ async def test_post_and_get_run_queries(api: RunningApi, fixture: Fixture) -> No
     assert post.json()["data"]["pingableRoles"] == [{"name": "Helpers"}, {"name": "Artists"}]
 
 
+async def post_without_accept(api: RunningApi, body: dict[str, object]) -> httpx.Response:
+    """POST /graphql with no Accept header at all (httpx sends ``*/*`` unless told not to)."""
+    request = api.client.build_request("POST", "/graphql", json=body)
+    del request.headers["Accept"]
+    return await api.client.send(request)
+
+
 @pytest.mark.parametrize(
     ("accept", "media"),
     [
-        (None, GRAPHQL_RESPONSE),
-        ("*/*", GRAPHQL_RESPONSE),
+        ("*/*", JSON),
+        ("application/*", JSON),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", JSON),
         (JSON, JSON),
         (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        (f"*/*, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+        (f"{JSON};q=0, */*", GRAPHQL_RESPONSE),
         (f"{GRAPHQL_RESPONSE}; charset=utf-8, {JSON}; charset=utf-8", GRAPHQL_RESPONSE),
         (f"{GRAPHQL_RESPONSE};q=0.5, {JSON}", JSON),
     ],
 )
-async def test_the_accept_header_picks_the_media_type(
-    api: RunningApi, accept: str | None, media: str
-) -> None:
-    headers = {} if accept is None else {"Accept": accept}
-    response = await api.client.post("/graphql", json={"query": GOOD}, headers=headers)
+async def test_the_accept_header_picks_the_media_type(api: RunningApi, accept: str, media: str) -> None:
+    response = await api.client.post("/graphql", json={"query": GOOD}, headers={"Accept": accept})
     assert response.status_code == 200
     assert response.headers["content-type"].split(";")[0] == media
     assert response.json() == {"data": {"apiVersion": "0.1.0"}}
+
+
+async def test_legacy_clients_get_json_and_200_for_request_errors(api: RunningApi) -> None:
+    """No Accept header, or ``*/*``: application/json, with 200 for request errors, as clients
+    written before application/graphql-response+json expect."""
+    bare = await post_without_accept(api, {"query": GOOD})
+    assert "accept" not in bare.request.headers
+    assert (bare.status_code, bare.headers["content-type"].split(";")[0]) == (200, JSON)
+    assert bare.json() == {"data": {"apiVersion": "0.1.0"}}
+    for body in ({"query": INVALID}, {"query": "{"}):
+        for response in (
+            await post_without_accept(api, body),
+            await api.client.post("/graphql", json=body, headers={"Accept": "*/*"}),
+        ):
+            assert (response.status_code, response.headers["content-type"].split(";")[0]) == (200, JSON)
+            assert response.json()["errors"][0]["message"] and "data" not in response.json()
+        # Asking for the newer type keeps its status codes.
+        explicit = await api.client.post("/graphql", json=body, headers={"Accept": GRAPHQL_RESPONSE})
+        assert explicit.status_code == 400
+        assert explicit.headers["content-type"].split(";")[0] == GRAPHQL_RESPONSE
 
 
 async def test_unacceptable_media_types_get_406(api: RunningApi) -> None:

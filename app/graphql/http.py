@@ -1,8 +1,9 @@
 """GraphQL over HTTP at ``/graphql``, as the GraphQL-over-HTTP specification describes it.
 
 GET (queries only) and POST (``application/json``); answers in
-``application/graphql-response+json`` or ``application/json`` as the Accept header asks,
-with the status codes the specification gives each. GraphiQL for browsers. Repeatable
+``application/graphql-response+json`` or ``application/json`` as the Accept header asks
+(``application/json`` when it names neither: no header, or ``*/*``), with the status codes the
+specification gives each. GraphiQL for browsers. Repeatable
 queries are answered from the response cache without running GraphQL at all.
 """
 
@@ -64,10 +65,17 @@ def _rate_limited(retry_after: float) -> BadRequest:
 
 
 def negotiate(accept: str | None) -> str | None:
-    """The media type to answer in, or None when the client accepts neither JSON type."""
+    """The media type to answer in, or None when the client accepts neither JSON type.
+
+    No Accept header, or only wildcards (``*/*``, ``application/*``), is answered as
+    ``application/json``: the GraphQL-over-HTTP specification asks so that clients written
+    before ``application/graphql-response+json`` existed keep working (they get 200 for
+    request errors, as they expect). Named types win over wildcards of the same quality.
+    """
     if not accept or not accept.strip():
-        return GRAPHQL_RESPONSE  # the specification's default since 2025
-    best: tuple[float, int, str] | None = None
+        return JSON
+    named: dict[str, tuple[float, int]] = {}  # media type -> (quality, position in the header)
+    wildcard: float | None = None
     for index, part in enumerate(accept.split(",")):
         media, *params = (piece.strip() for piece in part.split(";"))
         quality = 1.0
@@ -80,13 +88,20 @@ def negotiate(accept: str | None) -> str | None:
                     quality = 0.0
         media = media.lower()
         if media in ("*/*", "application/*"):
-            media = GRAPHQL_RESPONSE
-        if media not in _SUPPORTED or quality <= 0:
-            continue
-        candidate = (quality, -index, media)
-        if best is None or candidate > best:
-            best = candidate
-    return None if best is None else best[2]
+            wildcard = max(wildcard or 0.0, quality)
+        elif media in _SUPPORTED and media not in named:
+            named[media] = (quality, index)
+    # A type named in the header takes its own quality (q=0 refuses it even under */*); the
+    # others take the wildcard's. Ties: a named type first, then the header's order, then JSON.
+    candidates = []
+    for media in (JSON, GRAPHQL_RESPONSE):
+        if media in named:
+            quality, index = named[media]
+            candidates.append((quality, 1, -index, media == JSON, media))
+        elif wildcard is not None:
+            candidates.append((wildcard, 0, 0, media == JSON, media))
+    acceptable = [c for c in candidates if c[0] > 0]
+    return max(acceptable)[-1] if acceptable else None
 
 
 def _wants_html(accept: str | None) -> bool:

@@ -35,9 +35,7 @@ def chromium() -> str:
     if not os.path.exists(path):
         pytest.fail("Debian's chromium is needed (apt-get install chromium; ./scripts/test installs it).")
     if not (REPO / "frontend-stub/node_modules/graphql-ws/umd/graphql-ws.min.js").is_file():
-        pytest.fail(
-            "The stub's graphql-ws client is missing: npm ci --prefix frontend-stub (scripts do it)."
-        )
+        pytest.fail("The stub's graphql-ws client is missing: npm ci --prefix frontend-stub (scripts do it).")
     return path
 
 

@@ -21,6 +21,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -61,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat-interval", type=_positive_int, default=41250, help="gateway heartbeat interval in ms"
     )
     sandbox.add_argument(
+        "--heartbeat-ack-delay",
+        type=_non_negative_int,
+        metavar="MS",
+        help="ms the gateway waits before a HEARTBEAT_ACK, like a network round trip (default 40)",
+    )
+    sandbox.add_argument(
         "--dump-fixture",
         action="store_true",
         help="print the fixture as JSON and exit (a start for your own)",
@@ -98,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--churn", action="store_true", help="rename and toggle roles every few seconds")
     demo.add_argument(
         "--churn-every", type=_positive_float, default=3.0, help="seconds between changes (default 3)"
+    )
+    demo.add_argument(
+        "--heartbeat-interval",
+        type=_positive_int,
+        default=41250,
+        metavar="MS",
+        help="the sandbox gateway's heartbeat interval in ms (default 41250, Discord's)",
     )
     demo.add_argument(
         "--redis",
@@ -175,6 +195,7 @@ def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:
         churn=args.churn,
         churn_every=args.churn_every,
         redis=args.redis,
+        heartbeat_interval_ms=args.heartbeat_interval,
     )
     try:
         asyncio.run(serve(options))
@@ -244,6 +265,7 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
 def run_sandbox(args: argparse.Namespace, settings: Settings | None) -> int:
     from app.sandbox.builtin import default_fixture, generated_fixture
     from app.sandbox.fixture import FixtureError, load_fixture
+    from app.sandbox.gateway import HEARTBEAT_ACK_DELAY_MS
     from app.sandbox.ratelimit import RateLimitConfig
     from app.sandbox.server import Sandbox
 
@@ -269,7 +291,14 @@ def run_sandbox(args: argparse.Namespace, settings: Settings | None) -> int:
         route_window=args.route_window,
         enabled=not args.no_rate_limits,
     )
-    sandbox = Sandbox(fixture, rate_limits=limits, heartbeat_interval_ms=args.heartbeat_interval)
+    sandbox = Sandbox(
+        fixture,
+        rate_limits=limits,
+        heartbeat_interval_ms=args.heartbeat_interval,
+        heartbeat_ack_delay_ms=(
+            HEARTBEAT_ACK_DELAY_MS if args.heartbeat_ack_delay is None else args.heartbeat_ack_delay
+        ),
+    )
 
     async def serve() -> None:
         stop = asyncio.Event()

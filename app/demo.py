@@ -49,6 +49,7 @@ class DemoOptions:
     churn: bool = False
     churn_every: float = 3.0
     redis: str = "auto"  # auto, server or fakeredis
+    heartbeat_interval_ms: int = 41250
 
 
 @contextlib.asynccontextmanager
@@ -109,7 +110,7 @@ async def demo_key(settings: Settings, guild_ids: list[int]) -> str:
 
 async def run_demo(options: DemoOptions) -> None:
     fixture = default_fixture()
-    sandbox = Sandbox(fixture)
+    sandbox = Sandbox(fixture, heartbeat_interval_ms=options.heartbeat_interval_ms)
     await sandbox.start(options.host, options.sandbox_port)
     point_discord_py_at(sandbox.api_url, sandbox.gateway_url)
     stop = asyncio.Event()

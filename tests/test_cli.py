@@ -177,9 +177,12 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
         "--churn",
         "--churn-every",
         "0.2",
+        "--heartbeat-interval",
+        "500",
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     api = f"http://127.0.0.1:{api_port}"
     try:
@@ -217,8 +220,24 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
                 return await ask(names) != before
 
             await wait_until(changed, within=10)
+
+            async def heartbeats() -> int:
+                async with session.get(
+                    f"http://127.0.0.1:{sandbox_port}/_sandbox/gateway/sessions"
+                ) as response:
+                    return min(s["heartbeats"] for s in (await response.json())["sessions"])
+
+            async def many_heartbeats() -> bool:
+                await ask("{ botGuilds { name } }")  # the API stays busy meanwhile
+                return await heartbeats() >= 6
+
+            await wait_until(many_heartbeats, within=15)
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+        assert process.stderr is not None
+        _, log = await asyncio.wait_for(process.communicate(), timeout=15)
+        assert process.returncode == 0
+        # A newcomer reads any warning as a fault: the demo has none to show.
+        assert not re.search(rb"WARNING|ERROR|Traceback", log), log.decode()
     finally:
         if process.returncode is None:
             process.kill()

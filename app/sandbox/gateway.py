@@ -42,6 +42,8 @@ BACKLOG = 5000
 SESSION_TTL_SECONDS = 300.0
 MAX_OUTBOX = 10_000
 SEND_TIMEOUT = 10.0
+# A round trip to Discord's gateway from a well-connected host.
+HEARTBEAT_ACK_DELAY_MS = 40
 
 
 def _frame(op: int, d: Any = None, *, t: str | None = None, s: int | None = None) -> str:
@@ -105,6 +107,7 @@ class Session:
         self.backlog: deque[tuple[int, str]] = deque(maxlen=BACKLOG)
         self.connection: Connection | None = None
         self.detached_at: float | None = None
+        self.heartbeats = 0
 
     def covers(self, guild_id: int) -> bool:
         return (guild_id >> 22) % self.shard_count == self.shard_id
@@ -125,9 +128,16 @@ class Session:
 
 
 class Gateway:
-    def __init__(self, state: SandboxState, *, heartbeat_interval_ms: int = 41250) -> None:
+    def __init__(
+        self,
+        state: SandboxState,
+        *,
+        heartbeat_interval_ms: int = 41250,
+        heartbeat_ack_delay_ms: int = HEARTBEAT_ACK_DELAY_MS,
+    ) -> None:
         self.state = state
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.heartbeat_ack_delay = heartbeat_ack_delay_ms / 1000
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self._closing: set[asyncio.Task[None]] = set()
@@ -171,6 +181,7 @@ class Gateway:
                 "intents": s.intents,
                 "seq": s.seq,
                 "connected": s.connection is not None,
+                "heartbeats": s.heartbeats,
             }
             for s in self.sessions.values()
         ]
@@ -219,7 +230,9 @@ class Gateway:
                 if session is not None and session.id not in self.sessions:
                     session = None  # invalidated (op 9): the client may IDENTIFY afresh
                 if op == HEARTBEAT:
-                    connection.send(_frame(HEARTBEAT_ACK))
+                    if session is not None:
+                        session.heartbeats += 1
+                    self._acknowledge(connection)
                 elif op == IDENTIFY:
                     if session is not None:
                         await connection.close(ALREADY_AUTHENTICATED, "Already authenticated.")
@@ -245,6 +258,18 @@ class Gateway:
                 session.connection = None
                 session.detached_at = time.monotonic()
             await connection.finish()
+
+    def _acknowledge(self, connection: Connection) -> None:
+        """HEARTBEAT_ACK after the round trip a real network takes. discord.py's heartbeat
+        thread records when it sent a heartbeat only after the event loop has written it; an ACK
+        read before then makes discord.py measure a whole heartbeat interval as latency (and
+        warn "Can't keep up"). Discord is never that close."""
+        if self.heartbeat_ack_delay <= 0:
+            connection.send(_frame(HEARTBEAT_ACK))
+        else:
+            asyncio.get_running_loop().call_later(
+                self.heartbeat_ack_delay, connection.send, _frame(HEARTBEAT_ACK)
+            )
 
     def _forget_stale_sessions(self) -> None:
         now = time.monotonic()

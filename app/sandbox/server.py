@@ -11,7 +11,7 @@ from app.sandbox import oauth
 from app.sandbox.control import EXTRA_API_ROUTES, GATEWAY, control
 from app.sandbox.faults import Faults
 from app.sandbox.fixture import Fixture
-from app.sandbox.gateway import Gateway
+from app.sandbox.gateway import HEARTBEAT_ACK_DELAY_MS, Gateway
 from app.sandbox.ratelimit import RateLimitConfig, RateLimiter
 from app.sandbox.rest import API_PREFIX, FAULTS, LIMITER, STATE, STATS, create_rest_app
 from app.sandbox.state import SandboxState
@@ -27,13 +27,18 @@ class Sandbox:
     fixture: Fixture
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     heartbeat_interval_ms: int = 41250
+    heartbeat_ack_delay_ms: int = HEARTBEAT_ACK_DELAY_MS
 
     def __post_init__(self) -> None:
         self.state = SandboxState(self.fixture)
         self.stats = CallStats()
         self.faults = Faults()
         self.limiter = RateLimiter(self.rate_limits)
-        self.gateway = Gateway(self.state, heartbeat_interval_ms=self.heartbeat_interval_ms)
+        self.gateway = Gateway(
+            self.state,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            heartbeat_ack_delay_ms=self.heartbeat_ack_delay_ms,
+        )
         self._runner: web.AppRunner | None = None
         self.host = ""
         self.port = 0

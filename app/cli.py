@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from app.settings import Settings, SettingsError, load_settings
 
@@ -217,6 +218,11 @@ def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _exit_stopped(signum: int, frame: FrameType | None) -> None:
+    """Exit 0 on SIGTERM (a requested stop), 130 on SIGINT (Ctrl+C, as shells report it)."""
+    raise SystemExit(0 if signum == signal.SIGTERM else 128 + signum)
+
+
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -256,6 +262,11 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         create_app(settings), settings, host=args.host, port=args.port, log_level=settings.log_level.lower()
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again for the
+    # handler it found: with the default one, a stop that went as asked would end the process
+    # as killed (status -15). Ours ends it with the status a supervisor expects.
+    signal.signal(signal.SIGTERM, _exit_stopped)
+    signal.signal(signal.SIGINT, _exit_stopped)
     server.run()
     # uvicorn ends with "Application startup failed" when the lifespan could not open what the
     # API needs (the database, most likely); the reason is logged above.

@@ -34,6 +34,19 @@ def cases(guild: str) -> dict[str, Callable[[httpx.Client, str], httpx.Response]
     aliases = "{ " + " ".join(f"a{n}: apiVersion" for n in range(1000)) + " }"
     tokens = "{ " + " ".join("a" for _ in range(20_000)) + " }"  # 40 kB: under the body limit
     normal = {"query": "query($g: ID!) { pingableRoles(guildId: $g) { id name } }", "variables": {"g": guild}}
+    repeated = "{ " + "viewer { id } " * 390 + "}"  # within every limit; pairwise field merging
+    spreads = ["fragment F0 on Query { apiVersion }"]
+    spreads += [f"fragment F{i} on Query {{ ...F{i - 1} ...F{i - 1} }}" for i in range(1, 41)]
+    role_ids = {
+        "query": "query($g: ID!, $r: [ID!]!) { validateRoles(guildId: $g, roleIds: $r) { roleId } }",
+        "variables": {"g": guild, "r": [str(n) for n in range(9000)]},
+    }
+    deep_variables = (
+        b'{"query": "query($g: ID!) { guildRoles(guildId: $g) { id } }", "variables": {"g": '
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"}}"
+    )
 
     def post(body: Any) -> Callable[[httpx.Client, str], httpx.Response]:
         return lambda client, url: client.post(url, json=body)
@@ -51,6 +64,10 @@ def cases(guild: str) -> dict[str, Callable[[httpx.Client, str], httpx.Response]
         "20,000 tokens": post({"query": tokens}),
         "malformed JSON": raw(b'{"query": ', "application/json"),
         "wrong content type": raw(b"{ apiVersion }", "text/plain"),
+        "one field 390 times": post({"query": repeated}),
+        "2^40 fragment spreads": post({"query": "{ ...F40 }\n" + "\n".join(spreads)}),
+        "9,000 role ids": post(role_ids),
+        "variables 5,000 deep": raw(deep_variables, "application/json"),
     }
 
 

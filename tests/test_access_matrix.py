@@ -530,12 +530,20 @@ async def test_a_cached_answer_never_reaches_another_access_scope(api: RunningAp
     }
     allowed = await api.client.post("/graphql", json=body)
     assert allowed.status_code == 200 and allowed.json()["data"]["guildRoles"]
+    # Mark the cached copy, so that an answer from the cache can be told from a computed one.
+    redis = api.services.redis
+    cached = [key async for key in redis.scan_iter(match=api.services.role_cache.keys.response("*"))]
+    assert len(cached) == 1, cached
+    marked = allowed.content.replace(b"Moderators", b"Marked In Cache")
+    assert marked != allowed.content
+    await redis.set(cached[0], marked, keepttl=True)
     again = await api.client.post("/graphql", json=body)
-    assert again.content == allowed.content  # served from the cache
+    assert again.content == marked  # served from the cache
     other = await create_key(api.settings, [quiet], ["roles:read"])
     refused = await api.client.post("/graphql", json=body, headers={"Authorization": f"Bearer {other}"})
     assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     assert "guildRoles" not in refused.text or refused.json()["data"] is None
+    assert "Marked In Cache" not in refused.text
     for role in next(g for g in fixture.guilds if g.id == playground).roles:
         if role.id != playground:  # @everyone's id is the guild's, which the question names
             assert str(role.id) not in refused.text and role.name not in refused.text

@@ -312,10 +312,11 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
     space between two direct writes to one socket would tear a frame, and no test can time
     that: so the direct writes are also watched, and one socket must never get two."""
     sender = api.services.streaming.fanout.sender
-    send, repeated = sender.send, []
+    send, repeated, direct = sender.send, [], []
 
     def watched(fds: Sequence[int], heads: Sequence[bytes], payload: bytes) -> list[tuple[int, int]]:
         repeated.extend(fd for fd, times in Counter(fds).items() if times > 1)
+        direct.extend(fds)
         return send(fds, heads, payload)
 
     sender.send = watched  # type: ignore[method-assign]
@@ -343,6 +344,8 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
             return api.services.streaming.fanout.subscribers == 2
 
         await wait_until(both_joined, within=10)
+        fanout = api.services.streaming.fanout
+        assert [len(group.members) for group in fanout.groups.values()] == [2], "not one group of two"
         roles = [
             r.id for g in fixture.guilds if g.id == big for r in g.roles if not r.managed and r.id != big
         ]
@@ -360,4 +363,5 @@ async def test_two_subscriptions_on_one_slow_socket_never_interleave_their_frame
                     change = message["payload"]["data"]["guildRolesChanged"]
                     if f"B{changes - 1}" in [role["name"] for role in change["pingableRoles"]]:
                         current.add(message["id"])
+    assert direct, "no broadcast went through the direct writes: the check above saw nothing"
     assert repeated == [], "one socket got two direct writes in one broadcast"

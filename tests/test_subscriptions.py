@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -73,20 +73,28 @@ class Subscriber:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
-    async def start(self) -> Subscriber:
+    async def start(self, held: Callable[[], bool] | None = None) -> Subscriber:
+        """Connect and subscribe; with ``held``, also wait until the server holds the subscription.
+
+        graphql-transport-ws never acknowledges a subscribe, so ``held`` asks the server
+        itself. A subscription the server answered (data, or an error) counts as held too.
+        """
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self._ready.wait(), 10)
-        # Wait until the server holds the subscription: a listener is registered once its
-        # first message could arrive; give the group its Redis subscription.
+        if held is not None:
+
+            async def answered() -> bool:
+                return held() or bool(self.received) or self.error is not None
+
+            await wait_until(answered, within=10)
         return self
 
     async def _run(self) -> None:
         try:
             async with Client(transport=self.transport) as session:
+                self._ready.set()  # connected and acknowledged
                 request = GraphQLRequest(self.query, variable_values=self.variables)
-                stream = session.subscribe(request)
-                self._ready.set()
-                async for result in stream:
+                async for result in session.subscribe(request):
                     self.received.append(result["guildRolesChanged"])
                     self.arrivals.append(time.monotonic())
                     self._new.set()
@@ -133,7 +141,15 @@ async def subscribe(
         url, headers = ws_url(target), headers or target.auth
     else:
         url = target
-    subscriber = await Subscriber(url, variables, protocol, query, headers).start()
+    held: Callable[[], bool] | None = None
+    if isinstance(target, RunningApi):
+        fanout = target.services.streaming.fanout
+        before = fanout.subscribers
+
+        def held() -> bool:
+            return fanout.subscribers > before
+
+    subscriber = await Subscriber(url, variables, protocol, query, headers).start(held)
     started.append(subscriber)
     return subscriber
 
@@ -307,12 +323,14 @@ async def test_sse_delivers_changes(
         assert response.headers["content-type"].startswith("text/event-stream")
         await held(api, quiet)
         await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": "Helpers!"})
-        async with asyncio.timeout(3):
+        change: dict[str, Any] | None = None
+        async with asyncio.timeout(10):
             async for line in response.aiter_lines():
                 if line.startswith("data:") and "ROLE_UPDATED" in line:
                     change = json.loads(line[5:])["data"]["guildRolesChanged"]
-                    assert "Helpers!" in [r["name"] for r in change["pingableRoles"]]
                     break
+    assert change is not None, "the stream ended before the change arrived"
+    assert "Helpers!" in [r["name"] for r in change["pingableRoles"]]
 
 
 async def test_one_redis_subscription_per_guild_per_process(

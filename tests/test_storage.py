@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import re
-import shutil
-import subprocess
-import tempfile
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
-from app.ports import free_port
 from app.storage import api_keys
 from app.storage.api_keys import (
     SCOPES,
@@ -33,88 +25,10 @@ from app.storage.api_keys import (
 )
 from app.storage.database import Database, DatabaseError, DatabaseUnavailable
 from app.storage.login_sessions import LoginSessionStore, hash_session_id
+from tests.postgres import PostgresServer
 
 HUGE = 2**64 - 1  # 18446744073709551615, the largest snowflake
 GUILD = 1191168914252365824
-
-
-# -- a throwaway PostgreSQL server ------------------------------------------------------------
-
-
-def postgres_bin_dir() -> Path | None:
-    candidates = []
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    versions = Path("/usr/lib/postgresql").glob("*/bin")
-    candidates += sorted(versions, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)[::-1]
-    return next((c for c in candidates if (c / "initdb").is_file() and (c / "pg_ctl").is_file()), None)
-
-
-@dataclass
-class PostgresServer:
-    port: int
-
-    def url(self, database: str) -> str:
-        return f"postgresql+asyncpg://polly@127.0.0.1:{self.port}/{database}"
-
-    async def admin(self) -> asyncpg.Connection:
-        return await asyncpg.connect(host="127.0.0.1", port=self.port, user="polly", database="postgres")
-
-    async def create_database(self) -> str:
-        name = f"polly_{uuid.uuid4().hex[:12]}"
-        connection = await self.admin()
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-        return name
-
-    async def drop_database(self, name: str) -> None:
-        connection = await self.admin()
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the run, in a temporary directory, on a free port."""
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
-    # Not under pytest's tmp_path: that is private to root, and the server may run as postgres.
-    root = Path(tempfile.mkdtemp(prefix="polly-pg-"))
-    data, sockets, log = root / "data", root / "sockets", root / "server.log"
-    sockets.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root.
-        account = pwd.getpwnam("postgres")
-        for path in (root, sockets):
-            os.chown(path, account.pw_uid, account.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-
-    def run(*command: str) -> None:
-        result = subprocess.run([*as_user, *command], capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            details = log.read_text() if log.exists() else ""
-            pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}{details}")
-
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "polly", "-A", "trust", "-E", "UTF8")
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
-    try:
-        yield PostgresServer(port)
-    finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # -- fixtures over both backends ----------------------------------------------------------------
@@ -217,16 +131,36 @@ def test_unusable_urls_are_refused_with_a_sentence(url: str) -> None:
 
 
 async def test_an_unreachable_database_is_named_without_its_password() -> None:
-    db = Database(f"postgresql+asyncpg://polly:hunter2@127.0.0.1:{free_port()}/polly")
-    try:
-        with pytest.raises(DatabaseUnavailable) as caught:
-            await db.upgrade()
-    finally:
-        await db.close()
+    # A port held bound but never listening: connections to it are refused, whoever runs beside.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        db = Database(f"postgresql+asyncpg://polly:hunter2@127.0.0.1:{port}/polly")
+        try:
+            with pytest.raises(DatabaseUnavailable) as caught:
+                await db.upgrade()
+        finally:
+            await db.close()
     message = str(caught.value)
     assert "cannot be used" in message
     assert "polly:***@127.0.0.1" in message
     assert "hunter2" not in message
+
+
+async def test_a_database_dropped_under_a_running_process_is_unavailable(
+    postgres_server: PostgresServer,
+) -> None:
+    name = await postgres_server.create_database()
+    db = Database(postgres_server.url(name))
+    try:
+        await db.upgrade()
+        await postgres_server.drop_database(name)  # ends the pooled connection too
+        for _ in range(2):  # the lost connection, then the failed reconnect
+            with pytest.raises(DatabaseUnavailable, match=rf"{name}.*(does not exist|terminat)"):
+                async with db.session() as session:
+                    await session.execute(text("SELECT 1"))
+    finally:
+        await db.close()
 
 
 async def test_a_missing_postgresql_database_is_named(postgres_server: PostgresServer) -> None:

@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -30,6 +37,9 @@ POSTGRES_CONNECT_TIMEOUT = 10
 _MIGRATION_LOCK_ID = 0x706F6C6C79  # "polly"
 # An execution option our SQLite "begin" hook reads: migrations take the write lock up front.
 _SQLITE_BEGIN = "polly_sqlite_begin"
+
+# Failures of one statement rather than of the database: they reach the caller unchanged.
+STATEMENT_ERRORS = (IntegrityError, DataError, ProgrammingError, NotSupportedError)
 
 _EXAMPLES = "sqlite+aiosqlite:///path/to/polly.db or postgresql+asyncpg://user:password@host/dbname"
 _DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
@@ -135,12 +145,14 @@ class Database:
         try:
             async with self._sessions() as session:
                 yield session
-        except (OperationalError, InterfaceError) as error:
+        except OSError as error:
             raise self.unavailable(error) from error
         except DBAPIError as error:
-            if error.connection_invalidated:
-                raise self.unavailable(error) from error
-            raise
+            # Errors of a statement (a conflict the caller handles, or a bug) go up as they are;
+            # any other means the database itself cannot be used now: lost, dropped, refusing.
+            if isinstance(error, STATEMENT_ERRORS) and not error.connection_invalidated:
+                raise
+            raise self.unavailable(error) from error
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -32,13 +32,14 @@ from app.sandbox.shapes import role_json
 from app.settings import Settings, database_url
 from app.storage.api_keys import ApiKeyStore, parse_token
 from app.storage.database import Database
+from tests.postgres import postgres_server  # noqa: F401  (a fixture, for every test module)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path | None:
     """``../shared`` beside the checkout (or where POLLY_SHARED_DIR points), if present."""
-    candidates = [os.environ.get("POLLY_SHARED_DIR"), REPO.parent / "shared", "/work/shared"]
+    candidates = [os.environ.get("POLLY_SHARED_DIR"), REPO.parent / "shared"]
     for candidate in candidates:
         if candidate and Path(candidate, "discord-api-spec", "openapi.json").is_file():
             return Path(candidate)

@@ -42,48 +42,71 @@ def _ids(fixture: Fixture) -> dict[str, Any]:
         "quiet": guild_id(fixture, "Quiet Corner"),
         "voters": role_id(fixture, "Polly Playground", "Poll Voters"),
         "admins": role_id(fixture, "Polly Playground", "Admins"),
+        "polly": role_id(fixture, "Polly Playground", "Polly"),
         "polls": channel_id(fixture, "Polly Playground", "polls"),
         "bot": fixture.bot.id,
     }
 
 
-Call = tuple[str, str, Any]
-# (method, path, body): what a test does before the checked call, and the call itself.
+Call = tuple[str, str, Any, int, int | None]
+# (method, path, body, status, Discord's error code): what a test does before the checked
+# call, and the call itself; each must answer as Discord would, and in Discord's shape.
 CASES: dict[str, Callable[[dict[str, Any]], list[Call]]] = {
-    "user": lambda i: [("GET", "/users/@me", None)],
-    "user guilds": lambda i: [("GET", "/users/@me/guilds", None)],
-    "user guilds page": lambda i: [("GET", "/users/@me/guilds?after={quiet}&limit=2&with_counts=true", None)],
-    "user guilds bad limit": lambda i: [("GET", "/users/@me/guilds?limit=500", None)],
-    "application": lambda i: [("GET", "/oauth2/applications/@me", None)],
-    "gateway": lambda i: [("GET", "/gateway", None)],
-    "gateway bot": lambda i: [("GET", "/gateway/bot", None)],
-    "guild": lambda i: [("GET", "/guilds/{playground}", None)],
-    "guild with counts": lambda i: [("GET", "/guilds/{playground}?with_counts=true", None)],
-    "roles": lambda i: [("GET", "/guilds/{playground}/roles", None)],
-    "role": lambda i: [("GET", "/guilds/{playground}/roles/{voters}", None)],
-    "create role": lambda i: [("POST", "/guilds/{playground}/roles", {"name": "New", "mentionable": True})],
-    "update role": lambda i: [("PATCH", "/guilds/{playground}/roles/{voters}", {"name": "Voters"})],
+    "user": lambda i: [("GET", "/users/@me", None, 200, None)],
+    "user guilds": lambda i: [("GET", "/users/@me/guilds", None, 200, None)],
+    "user guilds page": lambda i: [
+        ("GET", "/users/@me/guilds?after={quiet}&limit=2&with_counts=true", None, 200, None)
+    ],
+    "user guilds bad limit": lambda i: [("GET", "/users/@me/guilds?limit=500", None, 400, 50035)],
+    "application": lambda i: [("GET", "/oauth2/applications/@me", None, 200, None)],
+    "gateway": lambda i: [("GET", "/gateway", None, 200, None)],
+    "gateway bot": lambda i: [("GET", "/gateway/bot", None, 200, None)],
+    "guild": lambda i: [("GET", "/guilds/{playground}", None, 200, None)],
+    "guild with counts": lambda i: [("GET", "/guilds/{playground}?with_counts=true", None, 200, None)],
+    "roles": lambda i: [("GET", "/guilds/{playground}/roles", None, 200, None)],
+    "role": lambda i: [("GET", "/guilds/{playground}/roles/{voters}", None, 200, None)],
+    "create role": lambda i: [
+        ("POST", "/guilds/{playground}/roles", {"name": "New", "mentionable": True}, 200, None)
+    ],
+    "update role": lambda i: [
+        ("PATCH", "/guilds/{playground}/roles/{voters}", {"name": "Voters"}, 200, None)
+    ],
     "move roles": lambda i: [
-        ("PATCH", "/guilds/{playground}/roles", [{"id": str(i["voters"]), "position": 2}])
+        ("PATCH", "/guilds/{playground}/roles", [{"id": str(i["voters"]), "position": 2}], 200, None)
     ],
-    "delete role": lambda i: [("DELETE", "/guilds/{playground}/roles/{voters}", None)],
-    "channels": lambda i: [("GET", "/guilds/{playground}/channels", None)],
+    "delete role": lambda i: [("DELETE", "/guilds/{playground}/roles/{voters}", None, 204, None)],
+    "channels": lambda i: [("GET", "/guilds/{playground}/channels", None, 200, None)],
     "update channel": lambda i: [
-        ("PATCH", "/channels/{polls}", {"topic": "Votes", "permission_overwrites": []})
+        ("PATCH", "/channels/{polls}", {"topic": "Votes", "permission_overwrites": []}, 200, None)
     ],
-    "member": lambda i: [("GET", "/guilds/{playground}/members/{bot}", None)],
-    "update member": lambda i: [("PATCH", "/guilds/{playground}/members/{bot}", {"nick": "Polly"})],
-    "message": lambda i: [("POST", "/channels/{polls}/messages", {"content": "Vote <@&{voters}>"})],
+    "member": lambda i: [("GET", "/guilds/{playground}/members/{bot}", None, 200, None)],
+    "update member": lambda i: [
+        (
+            "PATCH",
+            "/guilds/{playground}/members/{bot}",
+            {"roles": [str(i["polly"]), str(i["voters"])]},
+            200,
+            None,
+        )
+    ],
+    "nick without permission": lambda i: [
+        ("PATCH", "/guilds/{playground}/members/{bot}", {"nick": "Polly"}, 403, 50013)
+    ],
+    "message": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"content": "Vote <@&{voters}>"}, 200, None)
+    ],
     "edit message": lambda i: [
-        ("POST", "/channels/{polls}/messages", {"content": "Vote"}),
-        ("PATCH", "/channels/{polls}/messages/{last_id}", {"content": "Voted"}),
+        ("POST", "/channels/{polls}/messages", {"content": "Vote"}, 200, None),
+        ("PATCH", "/channels/{polls}/messages/{last_id}", {"content": "Voted"}, 200, None),
     ],
-    "unknown guild": lambda i: [("GET", "/guilds/1/roles", None)],
-    "unknown role": lambda i: [("PATCH", "/guilds/{playground}/roles/1", {})],
-    "missing access": lambda i: [("GET", "/guilds/{elsewhere}/roles", None)],
-    "missing permissions": lambda i: [("PATCH", "/guilds/{playground}/roles/{admins}", {"name": "x"})],
-    "invalid body": lambda i: [("POST", "/guilds/{playground}/roles", {"name": 5, "color": -1})],
-    "unauthorized": lambda i: [("GET", "/users/@me", "no-auth")],
+    "unknown guild": lambda i: [("GET", "/guilds/1/roles", None, 404, 10004)],
+    "unknown role": lambda i: [("PATCH", "/guilds/{playground}/roles/1", {}, 404, 10011)],
+    "missing access": lambda i: [("GET", "/guilds/{elsewhere}/roles", None, 403, 50001)],
+    "missing permissions": lambda i: [
+        ("PATCH", "/guilds/{playground}/roles/{admins}", {"name": "x"}, 403, 50013)
+    ],
+    "invalid body": lambda i: [("POST", "/guilds/{playground}/roles", {"name": 5, "color": -1}, 400, 50035)],
+    "unauthorized": lambda i: [("GET", "/users/@me", "no-auth", 401, 0)],
 }
 
 
@@ -115,7 +138,7 @@ async def test_response_matches_discords_openapi(
     discord_openapi: OpenAPI, http: SandboxHttp, fixture: Fixture, case: str
 ) -> None:
     ids = _ids(fixture)
-    for method, template, body in CASES[case](ids):
+    for method, template, body, status, code in CASES[case](ids):
         path = _fill(template, ids)
         headers = {} if body != "no-auth" else {"Authorization": "Bot wrong"}
         async with http.session.request(
@@ -125,6 +148,9 @@ async def test_response_matches_discords_openapi(
             headers={**http.auth, **headers},
         ) as response:
             raw = await response.read()
+            assert response.status == status, raw
+            if code is not None:
+                assert (await response.json())["code"] == code, raw
             if method == "POST" and response.status == 200 and "messages" in path:
                 ids["last_id"] = (await response.json())["id"]
             await _validate(discord_openapi, method, path, response, raw)

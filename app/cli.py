@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local Discord that unmodified discord.py talks to over HTTP and WebSocket.",
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    sandbox.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
+    sandbox.add_argument(
+        "--port", type=int, default=8787, help="port to listen on (default 8787; 0: one the system picks)"
+    )
     world = sandbox.add_mutually_exclusive_group()
     world.add_argument("--fixture", type=Path, help="JSON fixture file with the bot, users and guilds")
     world.add_argument("--guilds", type=_positive_int, help="generate a fixture of this many guilds instead")
@@ -88,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve GraphQL at /graphql, /healthz and /readyz. Reads POLLY_* settings.",
     )
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    api.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    api.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default 8000; 0: one the system picks)"
+    )
     api.set_defaults(run=run_api)
 
     bot = commands.add_parser(
@@ -105,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="The whole stack in one process, no accounts or services to set up; prints the URLs.",
     )
     demo.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
+    demo.add_argument("--port", type=int, default=8000, help="the API's port (default 8000; 0: any free)")
     demo.add_argument(
-        "--sandbox-port", type=int, default=8787, help="the Discord sandbox's port (default 8787)"
+        "--sandbox-port",
+        type=int,
+        default=8787,
+        help="the Discord sandbox's port (default 8787; 0: any free)",
     )
     demo.add_argument("--churn", action="store_true", help="rename and toggle roles every few seconds")
     demo.add_argument(
@@ -224,10 +231,9 @@ def _exit_stopped(signum: int, frame: FrameType | None) -> None:
 
 
 def run_api(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from app.api.app import create_app, server_config
     from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
+    from app.listening import ListeningServer
     from app.settings import require_secret_key, require_token
 
     try:
@@ -261,7 +267,9 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     config = server_config(
         create_app(settings), settings, host=args.host, port=args.port, log_level=settings.log_level.lower()
     )
-    server = uvicorn.Server(config)
+    # Printed, not logged: uvicorn's own "running on" line is INFO, gone at POLLY_LOG_LEVEL=WARNING,
+    # and with --port 0 this line is how a supervisor or a test learns the port.
+    server = ListeningServer(config, announce=lambda url: print(f"Polly API listening on {url}", flush=True))
     # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again for the
     # handler it found: with the default one, a stop that went as asked would end the process
     # as killed (status -15). Ours ends it with the status a supervisor expects.

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as redis
-import uvicorn
 
 from app.api.app import create_app, server_config
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
+from app.listening import ListeningServer
 from app.redis_server import RedisServer
 from app.sandbox.bodies import RoleFields
 from app.sandbox.builtin import CLIENT_SECRET, default_fixture
@@ -156,19 +156,14 @@ async def serve_stack(
         )
         key = await demo_key(settings, [guild.id for guild in fixture.guilds])
         app = create_app(settings, redis_client=client)
-        server = uvicorn.Server(
+        server = ListeningServer(
             server_config(app, settings, host=options.host, port=options.port, log_level="warning")
         )
-        api = asyncio.create_task(server.serve())
-        # uvicorn says it started through a flag, not an event.
-        while not server.started and not api.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        if api.done():
-            api.result()
-            return
+        api = await server.serve_in_task()
         if options.churn:
             tasks.append(asyncio.create_task(churn(sandbox.state, options.churn_every)))
-        base = f"http://{options.host}:{options.port}"
+        # The bound address, not the one asked for: --port 0 asks for any free port.
+        base = server.url
         print(
             "Polly demo is running.\n"
             f"  the live role dropdown   {base}/\n"

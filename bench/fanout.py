@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.processes import Stack, free_port, wait_for
+from bench.processes import Stack
 
 SUBSCRIPTION = """subscription($g: ID!) { guildRolesChanged(guildId: $g) {
   kind roleId version eventId pingableRoles { id name } } }"""
@@ -179,13 +179,8 @@ def main() -> None:
         roles = http.post(
             f"{api}/graphql", json={"query": f'{{ pingableRoles(guildId: "{guild["id"]}") {{ id name }} }}'}
         ).json()["data"]["pingableRoles"]
-        bare_port = free_port()
-        stack.spawn(
-            [sys.executable, "-m", "uvicorn", "bench.bare_broadcast:app", "--port", str(bare_port),
-             "--log-level", "warning", "--no-access-log", "--ws-per-message-deflate", "false"]
-        )  # fmt: skip
+        bare = stack.spawn_listening([sys.executable, "-m", "bench.bare_server", "bench.bare_broadcast:app"])
         bare_pid = stack.last.pid
-        wait_for(f"http://127.0.0.1:{bare_port}/healthz")
         payload = {"data": {"guildRolesChanged": {"kind": "ROLE_UPDATED", "roleId": role, "version": 1,
                                                   "eventId": "1-0", "pingableRoles": roles}}}  # fmt: skip
         context = {
@@ -194,8 +189,8 @@ def main() -> None:
             "guild": guild["id"],
             "role": role,
             "api_pid": api_pid,
-            "bare_ws": f"ws://127.0.0.1:{bare_port}/graphql",
-            "bare_fire": f"http://127.0.0.1:{bare_port}/fire",
+            "bare_ws": bare.replace("http", "ws", 1) + "/graphql",
+            "bare_fire": f"{bare}/fire",
             "bare_pid": bare_pid,
             "message": json.dumps({"id": "1", "type": "next", "payload": payload}),
             "http": http,

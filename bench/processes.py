@@ -5,31 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
-import time
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.ports import free_port
 from app.redis_server import RedisServer, RedisServerError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def wait_for(url: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {within:g}s")
+URL = re.compile(r"http://[^\s/]+")
 
 
 class Stack(contextlib.ExitStack):
@@ -61,6 +51,34 @@ class Stack(contextlib.ExitStack):
         self.callback(stop)
         return process
 
+    def spawn_listening(
+        self, args: list[str], env: dict[str, str] | None = None, within: float = 30.0
+    ) -> str:
+        """Start a server given port 0 and return the URL it prints on stdout once listening
+        (scheme, host and port): a port picked here and bound there later could be taken by
+        another process in between."""
+        process = self.spawn(args, env, stdout=subprocess.PIPE)
+        assert process.stdout is not None
+        stdout = process.stdout
+        url: Future[str] = Future()
+
+        def read() -> None:
+            # Reads to the end, so that the process never blocks on a full pipe.
+            for line in stdout:
+                found = URL.search(line.decode(errors="replace"))
+                if found is not None and not url.done():
+                    url.set_result(found[0])
+            if not url.done():
+                url.set_exception(
+                    RuntimeError(f"{args} exited ({process.wait()}) before saying where it listens")
+                )
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            return url.result(timeout=within)
+        except TimeoutError:
+            raise RuntimeError(f"{args} did not say where it listens within {within:g}s") from None
+
     def redis(self) -> str:
         directory = Path(self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-redis-")))
         try:
@@ -72,16 +90,12 @@ class Stack(contextlib.ExitStack):
         return server.url
 
     def sandbox(self, fixture: dict[str, Any] | None = None, *args: str) -> str:
-        port = free_port()
-        command = [sys.executable, "-m", "app", "sandbox", "--port", str(port), *args]
+        command = [sys.executable, "-m", "app", "sandbox", "--port", "0", *args]
         if fixture is not None:
             path = Path(self.enter_context(tempfile.TemporaryDirectory())) / "fixture.json"
             path.write_text(json.dumps(fixture))
             command += ["--fixture", str(path)]
-        self.spawn(command, {"POLLY_LOG_LEVEL": "WARNING"})
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/_sandbox/stats")
-        return url
+        return self.spawn_listening(command, {"POLLY_LOG_LEVEL": "WARNING"})
 
     _data_dir: str | None = None
     auth: dict[str, str] = {}
@@ -107,11 +121,7 @@ class Stack(contextlib.ExitStack):
                 cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, check=True,
             )  # fmt: skip
             self.auth = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
-        port = free_port()
-        self.spawn([sys.executable, "-m", "app", "api", "--port", str(port)], env)
-        url = f"http://127.0.0.1:{port}"
-        wait_for(f"{url}/healthz")
-        return url
+        return self.spawn_listening([sys.executable, "-m", "app", "api", "--port", "0"], env)
 
     def bot(self, sandbox_url: str, redis_url: str, **settings: str) -> None:
         self.spawn([sys.executable, "-m", "app", "bot"], polly_env(sandbox_url, redis_url, settings))

@@ -18,7 +18,7 @@ import httpx
 import redis
 
 from app.sandbox.builtin import generated_fixture
-from bench.processes import Stack, free_port, wait_for
+from bench.processes import Stack
 
 QUERY = (
     "query Pingable($g: ID!) { pingableRoles(guildId: $g) { id name color position mentionable managed } }"
@@ -87,14 +87,11 @@ def main() -> None:
         ]  # all but @everyone and the bot's
         redis.Redis.from_url(redis_url).set("bench:response", body)
 
-        bare_port = free_port()
-        stack.spawn(
-            [sys.executable, "-m", "uvicorn", "bench.bare_endpoint:app", "--port", str(bare_port),
-             "--log-level", "warning", "--no-access-log"],
+        bare = stack.spawn_listening(
+            [sys.executable, "-m", "bench.bare_server", "bench.bare_endpoint:app"],
             {"BARE_REDIS_URL": redis_url},
-        )  # fmt: skip
-        bare_url = f"http://127.0.0.1:{bare_port}/graphql?{params}"
-        wait_for(f"http://127.0.0.1:{bare_port}/healthz")
+        )
+        bare_url = f"{bare}/graphql?{params}"
         assert httpx.get(bare_url).content == body
 
         results: dict[str, list[tuple[float, float, float]]] = {"api": [], "bare": []}

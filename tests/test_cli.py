@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import REPO, TEST_SECRET_KEY, wait_until
+from tests.processes import announced
 
 POLLY = [sys.executable, "-m", "app"]
 
@@ -72,7 +72,8 @@ def test_a_bad_fixture_stops_the_sandbox_naming_file_and_problem(
 ) -> None:
     path = tmp_path / "broken.json"
     path.write_text(content)
-    result = run("sandbox", "--fixture", str(path), "--port", str(free_port()))
+    # Port 0: should the fixture load after all, the sandbox would serve, and not on a port in use.
+    result = run("sandbox", "--fixture", str(path), "--port", "0")
     assert result.returncode == 2
     assert str(path) in result.stderr and problem in result.stderr
     assert "Traceback" not in result.stderr
@@ -96,32 +97,19 @@ def test_dumped_fixtures_load_back(tmp_path: Path) -> None:
 
 
 async def test_the_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        *POLLY,
-        "sandbox",
-        *("--host", "127.0.0.1", "--port", str(port), "--guilds", "3"),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        banner = await asyncio.wait_for(process.stdout.readline(), timeout=20)  # printed once listening
-        assert f"http://127.0.0.1:{port}" in banner.decode()
+    async with announced(*POLLY, "sandbox", "--host", "127.0.0.1", "--port", "0", "--guilds", "3") as sandbox:
+        # The banner, printed once listening, names the port the system picked.
+        url = sandbox.url
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and not url.endswith(":0")
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/_sandbox/fixture") as response:
+            async with session.get(f"{url}/_sandbox/fixture") as response:
                 fixture = await response.json()
             assert len(fixture["guilds"]) == 3
             headers = {"Authorization": f"Bot {fixture['bot']['token']}"}
-            async with session.get(f"http://127.0.0.1:{port}/api/v10/users/@me", headers=headers) as response:
+            async with session.get(f"{url}/api/v10/users/@me", headers=headers) as response:
                 assert (await response.json())["id"] == fixture["bot"]["id"]
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        sandbox.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(sandbox.process.wait(), timeout=10) == 0
 
 
 def test_api_without_a_token_stops_with_a_sentence() -> None:
@@ -155,7 +143,7 @@ async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
         *POLLY,
         "api",
         "--port",
-        str(free_port()),
+        "0",
         cwd=REPO,
         env={**os.environ, **env},
         stderr=asyncio.subprocess.PIPE,
@@ -167,35 +155,22 @@ async def test_api_with_a_token_discord_refuses_stops(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize("redis", ["server", "fakeredis"])
 async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> None:
-    api_port, sandbox_port = free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("POLLY_")}
-    options = ("--port", str(api_port), "--sandbox-port", str(sandbox_port), "--redis", redis)
-    process = await asyncio.create_subprocess_exec(
-        *POLLY,
-        "demo",
-        *options,
-        "--churn",
-        "--churn-every",
-        "0.2",
-        "--heartbeat-interval",
-        "500",
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    api = f"http://127.0.0.1:{api_port}"
-    try:
-        assert process.stdout is not None
-        banner = b""
-        async with asyncio.timeout(30):
-            while b"Press Ctrl+C" not in banner:
-                banner += await process.stdout.readline()
-        assert f"{api}/".encode() in banner
-        assert (b"fakeredis" in banner) == (redis == "fakeredis")
-        key = re.search(rb"Authorization: Bearer (polly_\S+)", banner)
+    options = ("--port", "0", "--sandbox-port", "0", "--redis", redis)
+    churn = ("--churn", "--churn-every", "0.2", "--heartbeat-interval", "500")
+    async with announced(*POLLY, "demo", *options, *churn, env=env, line="Press Ctrl\\+C") as demo:
+        banner = demo.banner
+        # The banner names the ports the system picked, not the 0s asked for.
+        api_url = re.search(r"the live role dropdown +(http://127\.0\.0\.1:\d+)/\n", banner)
+        sandbox_url = re.search(r"Discord sandbox +(http://127\.0\.0\.1:\d+)/_sandbox/fixture\n", banner)
+        assert api_url is not None and sandbox_url is not None, banner
+        api, sandbox = api_url[1], sandbox_url[1]
+        assert not api.endswith(":0") and not sandbox.endswith(":0") and api != sandbox
+        assert f"GraphQL (GraphiQL)       {api}/graphql" in banner
+        assert ("fakeredis" in banner) == (redis == "fakeredis")
+        key = re.search(r"Authorization: Bearer (polly_\S+)", banner)
         assert key is not None
-        auth = {"Authorization": f"Bearer {key[1].decode()}"}
+        auth = {"Authorization": f"Bearer {key[1]}"}
         async with aiohttp.ClientSession(headers=auth) as session:
 
             async def ask(query: str) -> dict[str, Any]:
@@ -211,7 +186,7 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
 
             await wait_until(all_guilds, within=15)
             # --churn: the playground's roles change on their own.
-            async with session.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/fixture") as response:
+            async with session.get(f"{sandbox}/_sandbox/fixture") as response:
                 playground = (await response.json())["guilds"][0]["id"]
             names = f'{{ guildRoles(guildId: "{playground}") {{ name }} }}'
             before = await ask(names)
@@ -222,9 +197,7 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
             await wait_until(changed, within=10)
 
             async def heartbeats() -> int:
-                async with session.get(
-                    f"http://127.0.0.1:{sandbox_port}/_sandbox/gateway/sessions"
-                ) as response:
+                async with session.get(f"{sandbox}/_sandbox/gateway/sessions") as response:
                     return min(s["heartbeats"] for s in (await response.json())["sessions"])
 
             async def many_heartbeats() -> bool:
@@ -232,13 +205,8 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
                 return await heartbeats() >= 6
 
             await wait_until(many_heartbeats, within=15)
-        process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        _, log = await asyncio.wait_for(process.communicate(), timeout=15)
-        assert process.returncode == 0
+        demo.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(demo.process.wait(), timeout=15) == 0
+        log = await asyncio.wait_for(demo.stderr, timeout=15)
         # A newcomer reads any warning as a fault: the demo has none to show.
         assert not re.search(rb"WARNING|ERROR|Traceback", log), log.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()

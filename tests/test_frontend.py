@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from app.ports import free_port
+from app.api.app import create_app, server_config
+from app.listening import ListeningServer
+from app.sandbox.builtin import CLIENT_SECRET
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
-from tests.conftest import REPO, RunningApi, RunningBot, SandboxHttp, guild_id, role_id, start_api, stop_api
+from app.settings import Settings
+from tests.conftest import (
+    REPO,
+    TEST_SECRET_KEY,
+    RunningApi,
+    RunningBot,
+    SandboxHttp,
+    create_key,
+    guild_id,
+    role_id,
+    stop_api,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,6 +82,39 @@ async def role_names(page: Page) -> list[str]:
     return await page.locator("#role option").all_text_contents()
 
 
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening socket the test holds while it stops and starts the API on it: the page
+    reconnects to the address it was loaded from, which no other process can take meanwhile
+    (a port let go and bound again could be). While the API is down, the kernel queues
+    connections instead of refusing them; the API accepts them once back."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock
+
+
+async def start_api_on(
+    listener: socket.socket, sandbox: Sandbox, redis_url: str, data_dir: Path
+) -> RunningApi:
+    """The API as ``start_api`` (tests/conftest.py) serves it, but on ``listener``."""
+    settings = Settings(
+        discord_api_url=sandbox.api_url,
+        discord_gateway_url=sandbox.gateway_url,
+        discord_token=sandbox.fixture.bot.token,
+        redis_url=redis_url,
+        data_dir=data_dir,
+        secret_key=TEST_SECRET_KEY,
+        discord_client_secret=CLIENT_SECRET,
+    )
+    app = create_app(settings)
+    server = ListeningServer(server_config(app, settings, host="127.0.0.1", port=0, log_level="warning"))
+    # A duplicate, since uvicorn closes the sockets it served on when it stops.
+    task = await server.serve_in_task(sockets=[listener.dup()])
+    key = await create_key(settings, [guild.id for guild in sandbox.fixture.guilds], ["roles:read"])
+    running = RunningApi(app, server, sandbox, settings, key)
+    running.task = task  # type: ignore[attr-defined]  # where stop_api awaits it
+    return running
+
+
 async def test_the_dropdown_follows_a_rename_without_a_reload(
     bot_factory: Callable[[str], Awaitable[RunningBot]],
     api: RunningApi,
@@ -105,10 +152,10 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
     browser: Browser,
     fixture: Fixture,
     tmp_path: Path,
+    listener: socket.socket,
 ) -> None:
     await bot_factory(redis_url)
-    port = free_port()
-    api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
+    api = await start_api_on(listener, sandbox, redis_url, tmp_path)
     try:
         page = await open_stub(browser, api)
         playground = guild_id(fixture, "Polly Playground")
@@ -122,7 +169,7 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
         # Missed while the API is down (the bot still writes the event to the stream).
         await http.call("PATCH", f"/guilds/{playground}/roles/{events}", json={"name": "Party Pings"})
 
-        api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
+        api = await start_api_on(listener, sandbox, redis_url, tmp_path)
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         await expect(page.locator("#role")).to_contain_text("Party Pings", timeout=5_000)
         assert await page.evaluate("window.loadedOnce") is True
@@ -141,10 +188,10 @@ async def test_a_drop_before_any_change_still_ends_with_the_current_list(
     browser: Browser,
     fixture: Fixture,
     tmp_path: Path,
+    listener: socket.socket,
 ) -> None:
     await bot_factory(redis_url)
-    port = free_port()
-    api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
+    api = await start_api_on(listener, sandbox, redis_url, tmp_path)
     try:
         page = await open_stub(browser, api)
         await stop_api(api)
@@ -152,7 +199,7 @@ async def test_a_drop_before_any_change_still_ends_with_the_current_list(
         playground = guild_id(fixture, "Polly Playground")
         quiet = role_id(fixture, "Polly Playground", "Quiet Folk")
         await http.call("PATCH", f"/guilds/{playground}/roles/{quiet}", json={"name": "Loud Folk"})
-        api = await start_api(sandbox, redis_url, port=port, data_dir=tmp_path)
+        api = await start_api_on(listener, sandbox, redis_url, tmp_path)
         await expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
         await expect(page.locator("#role")).to_contain_text("Loud Folk", timeout=5_000)
         assert await page.evaluate("window.loadedOnce") is True

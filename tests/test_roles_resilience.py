@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from app.ports import free_port
 from app.redis_server import RedisServer
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from app.settings import Settings
-from tests.conftest import REPO, TEST_SECRET_KEY, RunningApi, SandboxHttp, create_key, guild_id, wait_until
+from tests.conftest import TEST_SECRET_KEY, RunningApi, SandboxHttp, create_key, guild_id, wait_until
+from tests.processes import Announced, announced, refused_port
 
 PINGABLE = "query($g: ID!) { pingableRoles(guildId: $g) { name } }"
 
@@ -55,32 +55,12 @@ async def two_api_processes(
         "POLLY_DATA_DIR": str(tmp_path),
         "POLLY_RATE_LIMIT_BURST": "100000",
     }
-    ports = [free_port(), free_port()]
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
-        )
-        for port in ports
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        async with httpx.AsyncClient(timeout=30) as client:
-
-            async def ready() -> bool:
-                try:
-                    statuses = [(await client.get(f"{url}/healthz")).status_code for url in urls]
-                except httpx.TransportError:
-                    return False
-                return statuses == [200, 200]
-
-            await wait_until(ready, within=20)
-        yield urls, {"Authorization": f"Bearer {key}"}
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            await asyncio.wait_for(process.wait(), timeout=10)
+    async with contextlib.AsyncExitStack() as stack:
+        api = [sys.executable, "-m", "app", "api", "--port", "0"]
+        processes: list[Announced] = [
+            await stack.enter_async_context(announced(*api, env=env)) for _ in range(2)
+        ]
+        yield [process.url for process in processes], {"Authorization": f"Bearer {key}"}
 
 
 async def test_concurrent_cold_queries_across_processes_cause_one_fill(
@@ -197,13 +177,20 @@ async def test_redis_down_answers_from_discord_and_readyz_says_degraded(
     assert status == 200 and "extensions" not in body
 
 
+@pytest.fixture
+def dead_redis_url() -> Iterator[str]:
+    """A Redis URL whose connections are refused for the whole test, teardown included."""
+    with refused_port() as port:
+        yield f"redis://127.0.0.1:{port}/0"
+
+
 @pytest.mark.parametrize("redis_reachable", [True, False])
 async def test_readyz_reports_discord_down(
-    api_factory: Any, fixture: Fixture, http: SandboxHttp, redis_reachable: bool
+    dead_redis_url: str, api_factory: Any, fixture: Fixture, http: SandboxHttp, redis_reachable: bool
 ) -> None:
     overrides: dict[str, Any] = {"discord_timeout": 0.5}
     if not redis_reachable:
-        overrides["redis_url"] = f"redis://127.0.0.1:{free_port()}/0"
+        overrides["redis_url"] = dead_redis_url
     api: RunningApi = await api_factory(**overrides)
     await http.control("POST", "/_sandbox/faults", {"method": "*", "route": "*", "status": 503, "count": 100})
     await api.query(PINGABLE, {"g": str(guild_id(fixture, "Polly HQ"))})

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 import websockets
@@ -20,11 +18,9 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from app.ports import free_port
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
 from tests.conftest import (
-    REPO,
     TEST_SECRET_KEY,
     RunningApi,
     RunningBot,
@@ -36,6 +32,7 @@ from tests.conftest import (
     until_closed,
     wait_until,
 )
+from tests.processes import announced
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -370,7 +367,6 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
     subscribers: list[Subscriber],
     fixture: Fixture,
 ) -> None:
-    port = free_port()
     env = {
         **os.environ,
         "POLLY_DISCORD_API_URL": sandbox.api_url,
@@ -381,30 +377,14 @@ async def test_a_subscriber_on_another_process_gets_the_same_events(
         "POLLY_SECRET_KEY": TEST_SECRET_KEY,
         "POLLY_DATA_DIR": str(api.settings.data_dir),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "api", "--port", str(port), cwd=REPO, env=env
-    )
-    other = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=30) as client:
-
-            async def up() -> bool:
-                try:
-                    return (await client.get(f"{other}/healthz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(up, within=20)
+    async with announced(sys.executable, "-m", "app", "api", "--port", "0", env=env) as other:
         playground = guild_id(fixture, "Polly Playground")
         here = await subscribe(subscribers, api, {"g": str(playground)})
-        there = await subscribe(subscribers, ws_url(other), {"g": str(playground)}, headers=api.auth)
+        there = await subscribe(subscribers, ws_url(other.url), {"g": str(playground)}, headers=api.auth)
         await held(api, playground, count=2)
         _, role = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "Everywhere"})
         a, b = await here.next(), await there.next()
         assert a == b and a["roleId"] == role["id"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 15)
 
 
 async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(

@@ -231,6 +231,13 @@ class GraphQLEndpoint:
         self._ide = get_graphql_ide_html(graphql_ide="graphiql")
 
     async def handle(self, request: Request) -> Response:
+        # Every answer carries the id, refusals before any work included (405, 406).
+        request_id = secrets.token_hex(8)
+        response = await self._respond(request, request_id)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    async def _respond(self, request: Request, request_id: str) -> Response:
         if request.method not in ("GET", "POST"):
             return _json(request_error("Use GET (queries) or POST.", "METHOD_NOT_ALLOWED"), 405, JSON,
                          {"Allow": "GET, POST"})  # fmt: skip
@@ -246,13 +253,10 @@ class GraphQLEndpoint:
                 406,
                 JSON,
             )
-        request_id = secrets.token_hex(8)
         try:
-            response = await self._answer(request, media, request_id)
+            return await self._answer(request, media, request_id)
         except (BadRequest, DiscordUnavailable, AccessUnavailable) as error:
-            response = _turned_away(error, media)
-        response.headers["X-Request-Id"] = request_id
-        return response
+            return _turned_away(error, media)
 
     async def _answer(self, request: Request, media: str, request_id: str) -> Response:
         if request.method == "POST":
@@ -288,6 +292,12 @@ class GraphQLEndpoint:
     async def admit_stream(self, request: Request) -> Response | None:
         """An SSE subscription passes the same door as a query (body size, credentials, rate
         limit): the answer that turns it away, or None, with the caller kept for the stream."""
+        refusal = await self._stream_refusal(request)
+        if refusal is not None:
+            refusal.headers["X-Request-Id"] = secrets.token_hex(8)  # as every answer of /graphql
+        return refusal
+
+    async def _stream_refusal(self, request: Request) -> Response | None:
         try:
             if request.method == "POST":
                 declared = request.headers.get("content-length")

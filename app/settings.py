@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a signed-in user's guilds and permissions are cached before asking Discord.",
     )
+    viewer_grace: int = Field(
+        default=900,
+        ge=0,
+        le=86400,
+        description="Seconds a signed-in user's last known guilds keep serving while Discord cannot list"
+        " them; past it their requests fail with DISCORD_UNAVAILABLE.",
+    )
     api_key_cache_ttl: int = Field(
         default=60, ge=1, le=3600, description="Seconds an API key's record is cached in Redis."
     )

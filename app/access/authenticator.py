@@ -28,9 +28,6 @@ from app.storage.login_sessions import LoginSessionRecord, LoginSessionStore, ha
 
 log = logging.getLogger(__name__)
 
-# How long a user's last known guilds may stand in while Discord cannot be asked.
-GUILDS_GRACE = 15 * 60
-
 ENDED = "Your login has ended; log in again at /auth/login."
 NOT_A_KEY = f"That is not a Polly API key; {LOGIN_HINT}."
 
@@ -47,6 +44,7 @@ class Authenticator:
         key_ttl: int,
         viewer_ttl: int,
         session_ttl: int,
+        viewer_grace: float,
         allowed_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.allowed_origins = allowed_origins
@@ -58,6 +56,8 @@ class Authenticator:
         self._key_ttl = key_ttl
         self._viewer_ttl = viewer_ttl
         self.session_ttl = session_ttl
+        # How long a user's last known guilds may stand in while Discord cannot be asked.
+        self._viewer_grace = viewer_grace
         self._refreshes: SingleFlight[str, bytes] = SingleFlight()
 
     async def principal(self, credentials: Credentials, *, cross_site_guard: bool = False) -> Principal:
@@ -188,7 +188,7 @@ class Authenticator:
             if (
                 session.guilds is not None
                 and fetched
-                and (datetime.now(UTC) - fetched).total_seconds() < GUILDS_GRACE
+                and (datetime.now(UTC) - fetched).total_seconds() < self._viewer_grace
             ):
                 log.warning("Discord cannot list %s's guilds (%s); using the list of %s.",
                             session.user_id, error, fetched.isoformat())  # fmt: skip

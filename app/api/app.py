@@ -157,6 +157,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         key_ttl=settings.api_key_cache_ttl,
         viewer_ttl=settings.viewer_cache_ttl,
         session_ttl=settings.session_ttl,
+        viewer_grace=settings.viewer_grace,
         allowed_origins=allowed_origins,
     )
     auth = AuthRoutes(

@@ -31,6 +31,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportErrorMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
 from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from strawberry.types.unset import UnsetType
 
@@ -132,17 +135,29 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     """The legacy graphql-ws protocol (subscriptions-transport-ws), with shared subscriptions and
     the same connection-init timeout as graphql-transport-ws."""
 
+    _acknowledged: asyncio.Event | None = None
+
     async def handle(self) -> None:
-        timer = asyncio.create_task(self._close_unless_initialised())
+        self._acknowledged = asyncio.Event()
+        timer = asyncio.create_task(self._close_unless_initialised(self._acknowledged))
         try:
             await super().handle()
         finally:
             timer.cancel()
 
-    async def _close_unless_initialised(self) -> None:
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._acknowledged is not None:
+            self._acknowledged.set()
+
+    async def _close_unless_initialised(self, acknowledged: asyncio.Event) -> None:
         view = cast(StreamingView, self.view)
-        await asyncio.sleep(view.connection_init_timeout)
-        if not self.connection_acknowledged:
+        # Rechecks count from the acknowledgement, as graphql-transport-ws's do: sleeping out the
+        # whole init timeout first would make every socket's first recheck that much late.
+        try:
+            async with asyncio.timeout(view.connection_init_timeout):
+                await acknowledged.wait()
+        except TimeoutError:
             await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
             return
         while True:  # as graphql-transport-ws does: a socket whose access changed is closed

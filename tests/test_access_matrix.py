@@ -284,9 +284,15 @@ VIEWER_TARGET: dict[str, dict[str, Any] | None] = {
     "member": {"owner": False, "canReadRoles": True, "canManage": False},
     "manager": {"owner": True, "canReadRoles": True, "canManage": True},
     "non-member": None,
-    "key:guild": {"name": None, "owner": False, "permissions": "0", "canReadRoles": True, "canManage": False},
+    "key:guild": {
+        "name": "Polly Playground",
+        "owner": False,
+        "permissions": "0",
+        "canReadRoles": True,
+        "canManage": False,
+    },
     "key:other": None,
-    "key:no-scope": {"canReadRoles": False, "canManage": False},
+    "key:no-scope": {"name": None, "canReadRoles": False, "canManage": False},
 }
 KEY_SCOPES = {"key:guild": ["roles:read"], "key:other": ["roles:read"], "key:no-scope": ["polls:read"]}
 # Callers that may not read the target: nothing of it may reach them, whatever they ask.

@@ -8,6 +8,7 @@ which each transport turns into its own answer (HTTP 401, a GraphQL error per op
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,9 @@ from app.storage.database import DatabaseError
 from app.storage.login_sessions import LoginSessionRecord, LoginSessionStore, hash_session_id
 
 log = logging.getLogger(__name__)
+
+# What an HTTP auth scheme looks like (Basic, Token, Bot, ...): only such a word is repeated.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")
 
 ENDED = "Your login has ended; log in again at /auth/login."
 NOT_A_KEY = f"That is not a Polly API key; {LOGIN_HINT}."
@@ -74,14 +78,14 @@ class Authenticator:
         if credentials.bearer is not None:
             scheme, token = credentials.bearer
             if scheme.lower() != "bearer" or not token:
-                return anonymous(by_address, f"Send API keys as Authorization: Bearer <key>, not {scheme!r}.")
+                return anonymous(by_address, _not_bearer(scheme, token))
             return await self._key_principal(token, by_address)
         if credentials.session_cookie is not None:
             if cross_site_guard and not trusted_origin(credentials, self.allowed_origins):
+                origin = credentials.origin
+                came_from = f"not {origin[:100]}" if origin else "and this request named no Origin"
                 return anonymous(
-                    by_address,
-                    "Requests signed in by cookie must come from this site's pages, "
-                    f"not {credentials.origin}.",
+                    by_address, f"Requests signed in by cookie must come from this site's pages, {came_from}."
                 )
             session_id = self.signer.session_id(credentials.session_cookie, max_age=self.session_ttl)
             if session_id is None:
@@ -234,3 +238,13 @@ def key_principal(record: ApiKeyRecord | None, secret: str, by_address: str) -> 
 
 class SessionEnded(Exception):
     """The session is gone, expired, or Discord no longer honours its tokens."""
+
+
+def _not_bearer(scheme: str, token: str) -> str:
+    """Why an Authorization header is no API key, never repeating what may be a secret."""
+    if not token:
+        # One word: the scheme is missing, and the word may be the key itself.
+        return "Send API keys as Authorization: Bearer <key>; this header had no scheme."
+    if _SCHEME.fullmatch(scheme):
+        return f"Send API keys as Authorization: Bearer <key>, not {scheme}."
+    return "Send API keys as Authorization: Bearer <key>; this header's scheme is not Bearer."

@@ -5,9 +5,12 @@ from __future__ import annotations
 from enum import Enum
 
 import strawberry
+from strawberry.types import Info
 
 from app.access.policy import READ_ROLES, WRITE_POLLS, allows
 from app.access.principal import Principal, PrincipalKind
+from app.graphql.context import RequestContext
+from app.roles.errors import RolesError
 
 
 @strawberry.enum(description="How the caller proved who they are.")
@@ -19,7 +22,7 @@ class ViewerKind(Enum):
 @strawberry.type(description="A guild the caller may use, and what they may do there.")
 class ViewerGuild:
     id: strawberry.ID
-    name: str | None = strawberry.field(description="As Discord names it; null for API keys.")
+    known_name: strawberry.Private[str | None]
     owner: bool
     permissions: str = strawberry.field(
         description="The user's guild-level Discord permission bit set, as a decimal string (0 for keys)."
@@ -28,6 +31,23 @@ class ViewerGuild:
     can_manage: bool = strawberry.field(
         description="May create and run polls: MANAGE_GUILD or ADMINISTRATOR, or a key with polls:write."
     )
+
+    @strawberry.field(
+        description="As Discord names it (for API keys with roles:read, as the bot's cache knows it);"
+        " null for a guild the bot is not in, or for a key without roles:read."
+    )
+    async def name(self, info: Info[RequestContext, None]) -> str | None:
+        if self.known_name is not None:
+            return self.known_name
+        if not self.can_read_roles:
+            return None  # the guild's cached data is read under roles:read, its name included
+        # A key's record holds guild ids only: the name comes through the request's loader,
+        # so every guild of the list is one batched cache read.
+        try:
+            snapshot = await info.context.loader.guild(int(self.id))
+        except RolesError:
+            return None
+        return snapshot.name or None
 
 
 @strawberry.type(description="The caller.")
@@ -47,7 +67,7 @@ class Viewer:
             guilds.append(
                 ViewerGuild(
                     id=strawberry.ID(str(guild_id)),
-                    name=None if guild is None else guild.name,
+                    known_name=None if guild is None else guild.name,
                     owner=guild is not None and guild.owner,
                     permissions=str(0 if guild is None else guild.permissions),
                     can_read_roles=allows(principal, guild_id, READ_ROLES),

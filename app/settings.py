@@ -175,6 +175,12 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(
         default=20.0, gt=0, description="Requests per second each caller (key, user or address) may make."
     )
+    rejected_document_ms: float = Field(
+        default=2.0,
+        gt=0,
+        description="Every this many milliseconds of server time spent refusing a caller's document"
+        " (parsing, validation, limits) costs it one more request of its rate limit.",
+    )
     rate_limit_burst: int = Field(
         default=60, ge=1, description="Requests a caller may make at once before the per-second rate applies."
     )

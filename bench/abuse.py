@@ -1,7 +1,10 @@
 """How fast abusive requests are turned away: the server's own time (its Server-Timing header)
 for each abuse case the access issue names, next to a plain cached query in the same run.
 
-Run: bench/abuse [--repeats 20]
+Then what one caller within the default rate limit can make the server spend a second on
+documents it gets refused, next to a cached query.
+
+Run: bench/abuse [--repeats 20] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import re
 import socket
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,11 +86,58 @@ def over_the_rate(api: str, auth: dict[str, str], repeats: int) -> list[float]:
     return times
 
 
+def spend_per_second(
+    api: str, auth: dict[str, str], body: dict[str, Any], seconds: float
+) -> tuple[float, float, int]:
+    """One caller sending ``body`` back to back for ``seconds``: the server time a second it
+    caused on answers (Server-Timing), on its 429s apart (what refusing any flood costs), and
+    how many answers were not 429."""
+    answered, limited, served = 0.0, 0.0, 0
+    with httpx.Client(headers=auth, timeout=30) as client:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            response = client.post(f"{api}/graphql", json=body)
+            if response.status_code == 429:
+                limited += server_ms(response)
+            else:
+                answered += server_ms(response)
+                served += 1
+        elapsed = time.monotonic() - started
+    return answered / elapsed, limited / elapsed, served
+
+
+def one_callers_spend(stack: Stack, sandbox: str, redis_url: str, guild: str, seconds: float) -> list[str]:
+    """What one caller within the default rate limit (burst 60, 20/s) can make the server spend
+    a second: on a cached query, and on a 22 KB document refused after its parse, with refusals
+    charged to its rate limit (the default) and without (the charge made negligible)."""
+    refused = {"query": "{ " + "apiVersion " * 1990 + "}"}  # 1,992 tokens; one field 1,990 times
+    cached = {"query": "query($g: ID!) { pingableRoles(guildId: $g) { id name } }", "variables": {"g": guild}}
+    defaults = {"rate_limit_burst": "60", "rate_limit_per_second": "20"}
+    charged = stack.api(sandbox, redis_url, **defaults)
+    free = stack.api(sandbox, redis_url, **defaults, rejected_document_ms="1000000")
+    lines = []
+    for label, api, body in (
+        ("cached query", charged, cached),
+        ("refused 22 KB document, refusals not charged", free, refused),
+        ("refused 22 KB document, charged (default)", charged, refused),
+    ):
+        # Each from a full bucket: a key of its own per case would do the same.
+        time.sleep(60 / 20)
+        per_second, served = spend_per_second(api, stack.auth, body, seconds)
+        lines.append(
+            f"  {label:46} {per_second:7.1f} ms of server time a second ({served} answered, not 429)"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=20, help="requests per case (default 20)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long one caller sends, per spend case (default 10)"
+    )
     args = parser.parse_args()
     with Stack() as stack:
         redis_url = stack.redis()
@@ -107,12 +158,15 @@ def main() -> None:
         limited = over_the_rate(limited_api, stack.auth, args.repeats)
         rows.append(("past the rate limit", 429, "RATE_LIMITED", statistics.median(limited), max(limited)))
         rows.append(_chunked(api, stack.auth))
+        spend = one_callers_spend(stack, sandbox, redis_url, guild, args.seconds)
 
     print(f"Server time (Server-Timing) of each abuse case, {args.repeats} requests each; target < 100 ms")
     baseline = rows[0][3]
     for name, status, code, median, worst in rows:
         print(f"  {name:28} {status}  {code:26} median {median:7.2f} ms  max {worst:7.2f} ms"
               f"  ({median / baseline:5.1f}x the cached query)")  # fmt: skip
+    print(f"One caller within the default rate limit, {args.seconds:.0f} s each:")
+    print("\n".join(spend))
 
 
 def _chunked(api: str, auth: dict[str, str]) -> tuple[str, int, str, float, float]:

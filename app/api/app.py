@@ -191,6 +191,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         responses,
         Gatekeeper(authenticator, gate),
         max_body_bytes=settings.max_body_bytes,
+        rejected_document_ms=settings.rejected_document_ms,
     )
     streaming = StreamingView(
         schema,

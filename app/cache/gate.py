@@ -52,6 +52,7 @@ class RequestGate:
         self.burst = burst
         self._take = cache.redis.register_script(scripts.TAKE_TOKEN)
         self._admit_key = cache.redis.register_script(scripts.ADMIT_KEY)
+        self._charge = cache.redis.register_script(scripts.CHARGE)
 
     async def admit(self, bucket: str, response_digest: str | None = None) -> Admission:
         """Take a token from ``bucket``; with a digest, also fetch that cached response."""
@@ -74,6 +75,19 @@ class RequestGate:
             return Admission(False, retry_after=int(retry_ms) / 1000)
         # Lua's false comes back as None.
         return Admission(True, cached=cached if isinstance(cached, bytes) else None)
+
+    async def charge(self, bucket: str, tokens: int) -> None:
+        """Take ``tokens`` more from ``bucket`` for work already done, even into debt. While
+        Redis is down nothing is charged, as nothing is limited."""
+        keys = [self._cache.keys.rate_limit(bucket)]
+
+        async def run() -> Any:
+            return await self._charge(keys=keys, args=[self.rate, self.burst, tokens])
+
+        try:
+            await self._cache.breaker.call(run)
+        except CacheUnavailable:
+            log.debug("Redis is unavailable; %s tokens of %s were not charged.", tokens, bucket)
 
     async def admit_key(self, key_id: str, secret_hash: str, response_digest: str | None) -> KeyAdmission:
         """An API key's request: the key checked against its cached record, its bucket charged,

@@ -109,9 +109,11 @@ return version
 )
 
 # A token bucket per caller, on Redis's own clock so that every API process agrees. A caller
-# holds at most `burst` tokens and gains `rate` a second; a request takes one.
+# holds at most `burst` tokens and gains `rate` a second; a request takes one. Work found
+# costly after the fact (a rejected document) is charged too, down to `-burst`: a debt the
+# caller's next requests wait out.
 _TOKEN_BUCKET = """
-local function take(bucket, rate, burst, cost)
+local function refill(bucket, rate, burst)
   local now_parts = redis.call('TIME')
   local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
   local tokens = burst
@@ -122,6 +124,16 @@ local function take(bucket, rate, burst, cost)
     local at = tonumber(string.sub(stored, sep + 1))
     tokens = math.min(burst, left + math.max(0, now - at) * rate / 1000)
   end
+  return tokens, now
+end
+
+local function store(bucket, tokens, now, rate, burst)
+  redis.call('SET', bucket, string.format('%.6f', tokens) .. ':' .. now,
+             'PX', math.ceil((burst - tokens) * 1000 / rate) + 1000)
+end
+
+local function take(bucket, rate, burst, cost)
+  local tokens, now = refill(bucket, rate, burst)
   local allowed = 0
   local retry = 0
   if tokens >= cost then
@@ -130,8 +142,7 @@ local function take(bucket, rate, burst, cost)
   else
     retry = math.ceil((cost - tokens) * 1000 / rate)
   end
-  redis.call('SET', bucket, string.format('%.6f', tokens) .. ':' .. now,
-             'PX', math.ceil(burst * 1000 / rate) + 1000)
+  store(bucket, tokens, now, rate, burst)
   return allowed, retry
 end
 """
@@ -145,6 +156,19 @@ local allowed, retry = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonum
 local cached = false
 if allowed == 1 and KEYS[2] then cached = redis.call('GET', KEYS[2]) end
 return {allowed, retry, cached}
+"""
+)
+
+# KEYS[1]: the bucket. ARGV: rate, burst, cost. Takes `cost` tokens whatever is left (down
+# to -burst). Returns the tokens left.
+CHARGE = (
+    _TOKEN_BUCKET
+    + """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tokens, now = refill(KEYS[1], rate, burst)
+tokens = math.max(-burst, tokens - tonumber(ARGV[3]))
+store(KEYS[1], tokens, now, rate, burst)
+return tostring(tokens)
 """
 )
 

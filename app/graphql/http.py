@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -222,12 +223,14 @@ class GraphQLEndpoint:
         gatekeeper: Gatekeeper,
         *,
         max_body_bytes: int = 64 * 1024,
+        rejected_document_ms: float = 2.0,
     ) -> None:
         self.schema = schema
         self.context = context
         self.responses = responses
         self.gatekeeper = gatekeeper
         self.max_body_bytes = max_body_bytes
+        self.rejected_document_ms = rejected_document_ms
         self._ide = get_graphql_ide_html(graphql_ide="graphiql")
 
     async def handle(self, request: Request) -> Response:
@@ -335,11 +338,14 @@ class GraphQLEndpoint:
         digest: str | None,
         credentials: Credentials,
     ) -> Response:
+        started = time.perf_counter()
         document = parse_document(params.query, self.schema.limits.max_tokens)
         if isinstance(document, GraphQLError):
+            await self._charge_rejection(context, started)
             return self._request_failed([document], context, media)
         operation = _operation(document, params.operation_name)
         if isinstance(operation, GraphQLError):
+            await self._charge_rejection(context, started)
             return self._request_failed([operation], context, media)
         if request.method == "GET" and operation.operation.value != "query":
             raise BadRequest(405, "Mutations and subscriptions need POST.", {"Allow": "POST"})
@@ -366,6 +372,7 @@ class GraphQLEndpoint:
 
         errors = result.errors or []
         if result.data is None and errors and all(error.path is None for error in errors):
+            await self._charge_rejection(context, started)
             return self._request_failed(errors, context, media)
         body: dict[str, Any] = {"data": result.data}
         if errors:
@@ -383,6 +390,15 @@ class GraphQLEndpoint:
         ):
             await self.responses.put(digest, encoded, context.versions)
         return Response(encoded, 200, media_type=media)
+
+    async def _charge_rejection(self, context: RequestContext, started: float) -> None:
+        """A refused document's parse and validation cost its caller requests of its rate limit
+        in proportion to the server time they took: a caller cannot buy more refusals a second
+        than its rate allows, whatever each costs. (Refusals remembered with their document
+        cost next to nothing, and nothing more.)"""
+        extra = int((time.perf_counter() - started) * 1000 / self.rejected_document_ms)
+        if extra > 0:
+            await self.gatekeeper.gate.charge(context.principal.bucket, extra)
 
     def _request_failed(self, errors: list[GraphQLError], context: RequestContext, media: str) -> Response:
         body = {"errors": [format_error(error, context.request_id) for error in errors]}

@@ -10,11 +10,13 @@ from typing import TypeVar
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import LockError, RedisError, ResponseError
+from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
 # Answers that mean the server cannot do its job now (out of memory, a read-only replica,
-# loading, ...), as opposed to a command it refuses for its arguments.
+# loading, ...), as opposed to a command it refuses for its arguments. redis-py raises OOM and
+# READONLY as their own classes with the code cut off the message, hence the classes too.
 _UNWELL = ("OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "CLUSTERDOWN")
+_UNWELL_CLASSES = (OutOfMemoryError, ReadOnlyError)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class Breaker:
         except LockError:
             raise  # about the lock's owner, not about Redis
         except ResponseError as error:
-            if not str(error).startswith(_UNWELL):
+            if not isinstance(error, _UNWELL_CLASSES) and not str(error).startswith(_UNWELL):
                 raise
             self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error

@@ -277,6 +277,11 @@ class GatewaySync:
                 await self.resync_all()
             except CacheUnavailable:
                 continue
+            except Exception:
+                # Anything else must not end the recovery for good: the next attempt may succeed,
+                # and a later outage still needs this loop.
+                log.exception("Resyncing after a Redis outage failed; trying again.")
+                continue
             self._redis_lost = False
             log.warning("Redis is back; every guild was resynced.")
 

@@ -325,6 +325,16 @@ class Group:
         return orjson.dumps({"data": data})
 
 
+def _stop_if_cancelled() -> None:
+    """A cancellation that landed while the replay read Redis may have been swallowed there
+    (redis-py does, see app/cache/gate.py), and the replay ran on to its end; whoever cancelled
+    the subscription (a ``complete``, a client that left) asked it to stop, so stop, rather
+    than join the group's messages for good."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _failed(result: ExecutionResult | PreExecutionError) -> bool:
     return isinstance(result, PreExecutionError) or bool(result.errors and result.data is None)
 
@@ -397,6 +407,7 @@ class Fanout:
                 replayed = await self._replay(context, shared.replay_variables, member, query, operation_name)
                 if isinstance(replayed, list):
                     return replayed
+                _stop_if_cancelled()
                 member.release(after=replayed)
             return await member.done
         finally:

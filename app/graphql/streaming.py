@@ -5,6 +5,10 @@ Strawberry speaks the protocols — handshakes, keep-alives, the connection-init
 close codes for protocol errors. Subscriptions that can be shared (see app/graphql/fanout.py)
 are served from a shared group instead of one execution per subscriber. Every operation gets
 its own context (and so its own DataLoader), however long the connection lives.
+
+Every message a client sends is checked against its protocol's shape, field by field, before
+Strawberry sees it, and answered as its protocol says (see ``transport_problem`` and
+``legacy_problem``); a peer that went away is a normal end of a connection, never an error.
 """
 
 from __future__ import annotations
@@ -12,29 +16,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
+from graphql import GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, OperationType
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.http.exceptions import WebSocketDisconnected
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.http.exceptions import NonTextMessageReceived, WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage, Message
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ErrorMessage as TransportErrorMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionErrorMessage,
+    ErrorMessage,
+    OperationMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionInitMessage as LegacyConnectionInitMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage
 from strawberry.types.unset import UnsetType
 
 from app.access.authenticator import Authenticator
@@ -45,10 +54,21 @@ from app.cache.connection import CacheUnavailable
 from app.cache.gate import RequestGate
 from app.errors import PollyError
 from app.graphql.context import RequestContext
+from app.graphql.errors import format_error
 from app.graphql.fanout import Fanout, Member
 from app.graphql.frames import SocketWriter
 from app.graphql.http import PRINCIPAL
+from app.graphql.limits import parse_document
 from app.graphql.schema import PollySchema
+from app.graphql.ws_messages import (
+    NOT_JSON,
+    TOO_DEEP,
+    close_reason,
+    legacy_problem,
+    normalised,
+    shown,
+    transport_problem,
+)
 from app.roles.errors import DiscordUnavailable
 
 log = logging.getLogger(__name__)
@@ -58,10 +78,96 @@ UNCHECKABLE = (AccessUnavailable, DiscordUnavailable)
 
 INIT_TIMEOUT_CODE = 4408
 ACCESS_CHANGED_CODE = 4403
+BAD_MESSAGE_CODE = 4400
+TOO_MANY_INITS_CODE = 4429
+# A message that does not fit its protocol: the code HTTP gives a malformed request.
+BAD_REQUEST = "BAD_REQUEST"
+ONLY_SUBSCRIPTIONS = (
+    "Only subscriptions run over the graphql-ws protocol; send queries and mutations over HTTP"
+    " (POST /graphql) or graphql-transport-ws."
+)
 
 
 def _socket(handler: Any) -> WebSocket:
     return cast(WebSocket, handler.websocket.ws)
+
+
+# How often an operation that outlived its cancellation is cancelled again (see ``ended``).
+RECANCEL_INTERVAL = 0.05
+
+
+async def ended(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` until every one has ended. A cancellation can be lost inside a library
+    (redis-py swallows one that lands while it talks to Redis, see app/cache/gate.py): the
+    operation then runs on to its next wait (the next event, which may never come), and
+    whatever waits for it, a connection's shutdown or a ``stop``, would wait for ever.
+    Cancelled again, it ends at that wait."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL)
+
+
+class SocketAdapter(ASGIWebSocketAdapter):
+    """Strawberry's ASGI WebSocket, made to hand every message on and to take a closed peer in
+    its stride: a text message that is not JSON (or nests deeper than the decoder goes) comes
+    out as an ``Unparseable``, for the protocol handler to answer; sending to a socket that closed
+    raises WebSocketDisconnected whichever layer noticed; closing a closed socket does nothing;
+    and a close reason is cut to what a close frame holds."""
+
+    # A send found the connection gone (the server may have closed it itself, for instance
+    # when the peer stopped answering its pings).
+    peer_gone = False
+
+    @property
+    def closed(self) -> bool:
+        ws = self.ws
+        return (
+            self.peer_gone
+            or ws.application_state is WebSocketState.DISCONNECTED
+            or ws.client_state is WebSocketState.DISCONNECTED
+        )
+
+    async def iter_json(self, *, ignore_parsing_errors: bool = False) -> AsyncGenerator[object, None]:
+        while not self.closed:
+            try:
+                text = await self.ws.receive_text()
+            except KeyError as error:  # a binary message: Starlette's has no "text"
+                raise NonTextMessageReceived from error
+            except WebSocketDisconnect:
+                return
+            try:
+                message = self.view.decode_json(text)
+            except ValueError:
+                message = NOT_JSON
+            except RecursionError:  # valid, perhaps, but deeper than the decoder goes
+                message = TOO_DEEP
+            yield message
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        if self.closed:
+            raise WebSocketDisconnected
+        encoded = self.view.encode_json(message)
+        try:
+            if isinstance(encoded, bytes):
+                await self.ws.send_bytes(encoded)
+            else:
+                await self.ws.send_text(encoded)
+        except WebSocketDisconnect as error:  # the peer left (Starlette saw the server's OSError)
+            raise WebSocketDisconnected from error
+        except RuntimeError as error:  # the connection was closed (by us, or by the server itself)
+            self.peer_gone = True
+            raise WebSocketDisconnected from error
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return  # closed already, by either side: nobody to tell
+        try:
+            await self.ws.close(code=code, reason=close_reason(reason))
+        except (WebSocketDisconnect, RuntimeError) as error:
+            self.peer_gone = True
+            log.debug("A WebSocket went away before its close (%s) could be sent: %r", code, error)
 
 
 class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
@@ -72,6 +178,25 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     @property
     def _view(self) -> StreamingView:
         return cast(StreamingView, self.view)
+
+    async def handle_message(self, message: Message) -> None:
+        """Every message is checked against the protocol's shapes first: one that does not fit
+        closes the socket with 4400 and a reason saying what is wrong, as the protocol says."""
+        problem = transport_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(cast(Message, normalised(cast(dict[str, Any], message))))
+
+    async def handle_invalid_message(self, error_message: str) -> None:
+        await self.websocket.close(code=BAD_MESSAGE_CODE, reason=error_message)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):
+            # The peer left while its operation ran: how connections end, not a fault.
+            log.debug("An operation ended with its WebSocket.")
+            return
+        await super().handle_task_exception(error)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -104,12 +229,27 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             # operations must still be cleaned up below.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(self._pinger, return_exceptions=True)
+        # Strawberry cancels each operation once and then waits for it.
+        await ended([operation.task for operation in self.operations.values() if operation.task is not None])
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
         refusal = await self._view.refusal(self.context)
         if refusal is not None:
             message = {"id": operation.id, "type": "error", "payload": [refusal]}
+            await operation.send_operation_message(cast(TransportErrorMessage, message))
+            return
+        selected = self._view.operation(operation.query, operation.operation_name)
+        if isinstance(selected, GraphQLError):
+            if isinstance(selected, GraphQLSyntaxError):
+                # A document that does not parse: the protocol's 4400, as Strawberry closes.
+                await self.websocket.close(code=BAD_MESSAGE_CODE, reason=selected.message)
+                return
+            message = {
+                "id": operation.id,
+                "type": "error",
+                "payload": [format_error(selected, self.context.request_id)],
+            }
             await operation.send_operation_message(cast(TransportErrorMessage, message))
             return
         fanout = self._view.fanout
@@ -133,9 +273,17 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
 class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     """The legacy graphql-ws protocol (subscriptions-transport-ws), with shared subscriptions and
-    the same connection-init timeout as graphql-transport-ws."""
+    the same connection-init timeout as graphql-transport-ws.
+
+    As subscriptions-transport-ws's server answers them: a message that does not fit the
+    protocol gets ``error`` for the operation it names, or ``connection_error`` when it names
+    none (not JSON, not an object, no usable id), and the connection stays open; a second
+    ``connection_init`` closes it with 4429, as graphql-transport-ws does (it would change who
+    the connection acts as). Only subscriptions run here (Strawberry's rule): a query or
+    mutation gets ``error`` with BAD_REQUEST."""
 
     _acknowledged: asyncio.Event | None = None
+    _init_received = False
 
     async def handle(self) -> None:
         self._acknowledged = asyncio.Event()
@@ -145,10 +293,44 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         finally:
             timer.cancel()
 
+    async def handle_message(self, message: OperationMessage) -> None:
+        problem = legacy_problem(message)
+        if problem is None:
+            await super().handle_message(cast(OperationMessage, normalised(cast(dict[str, Any], message))))
+            return
+        operation_id, sentence = problem
+        error: dict[str, object] = {"message": sentence, "extensions": {"code": BAD_REQUEST}}
+        if operation_id is None:
+            await self.send_message(ConnectionErrorMessage(type="connection_error", payload=error))
+        else:
+            await self.send_message(ErrorMessage(type="error", id=operation_id, payload=error))  # type: ignore[typeddict-item]
+
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        if self._init_received:
+            await self.websocket.close(code=TOO_MANY_INITS_CODE, reason="Too many initialisation requests")
+            return
+        self._init_received = True
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._acknowledged is not None:
             self._acknowledged.set()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        # Strawberry cancels the operation once and then waits for it: on a ``stop``, the whole
+        # connection would wait with it.
+        task = self.tasks.get(operation_id)
+        if task is not None:
+            await ended([task])
+        await super().cleanup_operation(operation_id)
+
+    async def handle_keep_alive(self) -> None:
+        """Strawberry's keep-alive loop, which ends quietly when the socket closes."""
+        interval = self.keep_alive_interval or 15.0
+        try:
+            while True:
+                await self.send_message({"type": "ka"})
+                await asyncio.sleep(interval)
+        except WebSocketDisconnected:
+            return  # the client left; the handler's shutdown follows
 
     async def _close_unless_initialised(self, acknowledged: asyncio.Event) -> None:
         view = cast(StreamingView, self.view)
@@ -172,11 +354,28 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         operation_name: str | None,
         variables: dict[str, object] | None,
     ) -> None:
+        # Nothing awaits this task (it removes itself from ``tasks`` when it ends), so nothing
+        # may escape it; a peer that left ends it here, as it ends the connection.
+        try:
+            await self._serve_operation(operation_id, query, operation_name, variables)
+        except WebSocketDisconnected:
+            log.debug("An operation ended with its WebSocket.")
+        finally:
+            self.tasks.pop(operation_id, None)
+
+    async def _serve_operation(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
         view = cast(StreamingView, self.view)
         refusal = await view.refusal(self.context)
+        if refusal is None:
+            selected = view.operation(query, operation_name)
+            if isinstance(selected, GraphQLError):
+                refusal = format_error(selected, self.context.request_id)
+            elif selected.operation is not OperationType.SUBSCRIPTION:
+                refusal = {"message": ONLY_SUBSCRIPTIONS, "extensions": {"code": BAD_REQUEST}}
         if refusal is not None:
             await self.send_message(ErrorMessage(type="error", id=operation_id, payload=refusal))  # type: ignore[typeddict-item]
-            self.tasks.pop(operation_id, None)
             return
         fanout = view.fanout
         shared = fanout.shared(query, variables, operation_name)
@@ -193,13 +392,12 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
                 await self.send_message({"type": "complete", "id": operation_id})
         except asyncio.CancelledError:
             await self.send_message({"type": "complete", "id": operation_id})
-        finally:
-            self.tasks.pop(operation_id, None)
 
 
 class StreamingView(GraphQL[RequestContext, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = GraphQLWSHandler
+    websocket_adapter_class = SocketAdapter
 
     def __init__(
         self,
@@ -322,6 +520,26 @@ class StreamingView(GraphQL[RequestContext, None]):
         if principal.access_scope != context.principal.access_scope:
             return "Your access changed; reconnect to subscribe again."
         return None
+
+    def operation(self, query: str, operation_name: str | None) -> OperationDefinitionNode | GraphQLError:
+        """The operation a WebSocket message asks to run, or the error saying why there is none
+        (the document does not parse, or names no such operation): the client's mistake,
+        answered before Strawberry would take it for a fault of ours."""
+        schema = cast(PollySchema, self.schema)
+        document = parse_document(query, schema.limits.max_tokens)
+        if isinstance(document, GraphQLError):
+            return document
+        operations = [node for node in document.definitions if isinstance(node, OperationDefinitionNode)]
+        if operation_name is None:
+            if len(operations) == 1:
+                return operations[0]
+            if not operations:
+                return GraphQLError("The document holds no operation to execute.")
+            return GraphQLError("The document holds several operations; say which with operationName.")
+        for operation in operations:
+            if operation.name is not None and operation.name.value == operation_name:
+                return operation
+        return GraphQLError(f"The document holds no operation named {shown(operation_name)}.")
 
     async def refusal(self, context: RequestContext) -> dict[str, Any] | None:
         """An operation's start takes a token from its caller's bucket; the error when empty,

@@ -6,6 +6,7 @@ and pass it down.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -33,6 +34,28 @@ def _origins(value: object) -> object:
             if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
+    return value
+
+
+def _networks(value: object) -> object:
+    """Comma-separated or a JSON list; each an IP address or a network in CIDR notation."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = (
+            json.loads(text) if text.startswith("[") else [part for part in text.split(",") if part.strip()]
+        )
+    if isinstance(value, list):
+        networks = []
+        for item in value:
+            text = str(item).strip()
+            try:
+                networks.append(ipaddress.ip_network(text))
+            except ValueError:
+                raise ValueError(
+                    f"{text!r} is not an IP address or a network like 172.18.0.0/16 (host names are not"
+                    " looked up, and a network's address has its host bits zero)"
+                ) from None
+        return networks
     return value
 
 
@@ -200,6 +223,33 @@ class Settings(BaseSettings):
     )
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = Field(
         default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
+    )
+    trusted_proxies: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode, BeforeValidator(_networks)
+    ] = Field(
+        default_factory=list,
+        description="Addresses and networks (CIDR) of the reverse proxies whose X-Forwarded-For and"
+        " X-Forwarded-Proto are believed (comma-separated or a JSON list); none by default.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request's head (request line and headers) may take to arrive, from the"
+        " connection or the head's first byte; then 408 and the connection closes.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request's body may take to arrive after its head; then 408 and the"
+        " connection closes.",
+    )
+    max_connections_per_address: int = Field(
+        default=64,
+        ge=1,
+        description="Connections one client address may hold open at once (HTTP and WebSocket);"
+        " trusted proxies are not limited.",
     )
 
 

@@ -256,6 +256,8 @@ async def start_api(sandbox: Sandbox, redis_url: str, *, port: int = 0, **overri
         # Tests fire bursts on purpose; the rate limiter's own tests set tight limits.
         "rate_limit_burst": 1_000_000,
         "rate_limit_per_second": 1_000_000.0,
+        # Likewise hundreds of sockets from loopback; tests/test_transport_limits.py sets its own.
+        "max_connections_per_address": 1_000_000,
     }
     if "data_dir" not in overrides and "database_url" not in overrides:
         defaults["data_dir"] = Path(tempfile.mkdtemp(prefix="polly-test-data-"))

@@ -54,6 +54,7 @@ async def two_api_processes(
         "POLLY_SECRET_KEY": TEST_SECRET_KEY,
         "POLLY_DATA_DIR": str(tmp_path),
         "POLLY_RATE_LIMIT_BURST": "100000",
+        "POLLY_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # a hundred connections from loopback each
     }
     async with contextlib.AsyncExitStack() as stack:
         api = [sys.executable, "-m", "app", "api", "--port", "0"]

@@ -54,6 +54,7 @@ async def test_sigterm_with_5000_subscriptions_closes_them_and_exits_0(
         # One key opens them all: this is about shutdown, not the per-key rate limit.
         "POLLY_RATE_LIMIT_BURST": "100000",
         "POLLY_RATE_LIMIT_PER_SECOND": "100000",
+        "POLLY_MAX_CONNECTIONS_PER_ADDRESS": "100000",  # thousands of sockets from loopback
     }
     clients: list[asyncio.subprocess.Process] = []
     async with announced(sys.executable, "-m", "app", "api", "--port", "0", env=env) as api:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,7 @@ from app.access.gatekeeper import Gatekeeper
 from app.access.login import LoginFlow
 from app.access.principal import Principal
 from app.api.auth import AuthRoutes
+from app.api.connections import ConnectionGuard, TransportLimits
 from app.api.health import healthz, readyz
 from app.cache.access_cache import AccessCache
 from app.cache.connection import Breaker, open_redis
@@ -392,9 +394,24 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
 def server_config(
     app: PollyApp, settings: Settings, *, host: str, port: int, log_level: str
 ) -> uvicorn.Config:
-    """How uvicorn serves the API, the same for polly api, the demo and the tests."""
+    """How uvicorn serves the API, the same for polly api, the demo and the tests.
+
+    Every connection goes through app/api/connections.py: uvicorn's HTTP protocol fronted by
+    ours (head deadline, head size, connections per address), the application behind an ASGI
+    middleware (body deadline; proxy headers believed only from POLLY_TRUSTED_PROXIES)."""
+    if "FORWARDED_ALLOW_IPS" in os.environ:
+        log.warning(
+            "FORWARDED_ALLOW_IPS is set but not used: polly api believes X-Forwarded-For only from"
+            " the proxies POLLY_TRUSTED_PROXIES lists (%s).",
+            ", ".join(map(str, settings.trusted_proxies)) or "none",
+        )
+    guard = ConnectionGuard(app, TransportLimits.from_settings(settings))
     return uvicorn.Config(
-        app,
+        guard,
+        http=guard.protocol,
+        # uvicorn's own would believe X-Forwarded-For from 127.0.0.1 (or $FORWARDED_ALLOW_IPS)
+        # before anything of ours runs; the guard applies it for the listed proxies only.
+        proxy_headers=False,
         host=host,
         port=port,
         log_level=log_level,

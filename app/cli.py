@@ -180,14 +180,17 @@ def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 def run_keys(args: argparse.Namespace, settings: Settings) -> int:
     from app.cache.keys import CacheKeys
+    from app.live.access_watch import Caller
     from app.settings import database_url
     from app.storage.keys_command import KeysTarget, run_keys_command
 
+    keys = CacheKeys(settings.cache_prefix)
     target = KeysTarget(
         database_url=database_url(settings),
         redis_url=str(settings.redis_url),
-        cache_key=CacheKeys(settings.cache_prefix).api_key,
+        cache_key=keys.api_key,
         cache_ttl=settings.api_key_cache_ttl,
+        revoked=lambda key_id: (keys.access_changes(), Caller("API_KEY", key_id).encode()),
     )
     return run_keys_command(args, target)
 

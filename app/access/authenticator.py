@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -186,6 +187,7 @@ class Authenticator:
                 guilds = await self._oauth.guilds(access_token)
         except DiscordUnauthorized as error:
             await self._sessions.delete(session_id)
+            await self._cache.announce_change(PrincipalKind.USER.value, session.user_id)
             raise SessionEnded from error
         except (DiscordUnavailable, DiscordRestError) as error:
             fetched = session.guilds_fetched_at
@@ -201,6 +203,10 @@ class Authenticator:
                 "Discord cannot be asked for your guilds right now; try again in a minute."
             ) from error
         await self._sessions.update_guilds(session.id_hash, guilds, datetime.now(UTC))
+        if session.guilds is not None and _access_of(session.guilds) != _access_of(guilds):
+            # Found here by one request of one process: the user's open connections everywhere
+            # are checked again now, not at their next periodic recheck.
+            await self._cache.announce_change(PrincipalKind.USER.value, session.user_id)
         return guilds
 
     async def _refresh(self, session: LoginSessionRecord, session_id: str) -> str:
@@ -215,8 +221,17 @@ class Authenticator:
         )
         return grant.access_token
 
-    async def forget_session(self, session_id: str) -> None:
+    async def forget_session(self, session_id: str, user_id: str | None = None) -> None:
+        """Drop a session's cached viewer; with the user's id, also have every API process check
+        that user's open connections again (those of this session close)."""
         await self._cache.drop_viewer(hash_session_id(session_id))
+        if user_id is not None:
+            await self._cache.announce_change(PrincipalKind.USER.value, user_id)
+
+
+def _access_of(guilds: Sequence[Mapping[str, Any]]) -> set[tuple[str, bool, int]]:
+    """What decides a user's access in a guild list: which guilds, ownership and permissions."""
+    return {(str(g["id"]), bool(g.get("owner")), int(g.get("permissions", 0))) for g in guilds}
 
 
 def key_principal(record: ApiKeyRecord | None, secret: str, by_address: str) -> Principal:

@@ -129,7 +129,7 @@ class LoginFlow:
             return
         session = await self._sessions.get(session_id)
         await self._sessions.delete(session_id)
-        await self._authenticator.forget_session(session_id)
+        await self._authenticator.forget_session(session_id, None if session is None else session.user_id)
         if session is not None:
             try:
                 await self._oauth.revoke(session.access_token)

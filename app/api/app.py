@@ -55,6 +55,7 @@ from app.graphql.http import GraphQLEndpoint
 from app.graphql.limits import QueryLimits
 from app.graphql.schema import build_schema
 from app.graphql.streaming import StreamingView, wants_event_stream
+from app.live.access_watch import AccessWatch
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
 from app.roles.service import RoleService, ServiceLimits
@@ -207,7 +208,9 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         # As long as a copy of the caller's key or guilds may be cached anyway.
         access_recheck_interval=min(settings.api_key_cache_ttl, settings.viewer_cache_ttl),
         allowed_origins=[*settings.cors_origins, *sorted(allowed_origins - set(settings.cors_origins))],
+        access_watch=AccessWatch(client, role_cache.keys),
     )
+    streaming.access_watch.start()
     return Services(
         settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,
         authenticator, auth, oauth,
@@ -215,6 +218,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
 
 
 async def close_services(services: Services) -> None:
+    await services.streaming.access_watch.close()
     services.streaming.fanout.sender.close()
     await services.hub.close()
     await services.discord.close()

@@ -7,10 +7,27 @@ When Redis is down, reads miss and writes are skipped: callers go to the truth i
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import cast
 
 from app.cache.connection import CacheUnavailable
 from app.cache.role_cache import RoleCache
+
+log = logging.getLogger(__name__)
+
+
+def access_change(kind: str, caller_id: str) -> str:
+    """The announcement that a caller's access changed: ``kind`` USER or API_KEY, and its id."""
+    return json.dumps({"kind": kind, "id": caller_id})
+
+
+def read_access_change(raw: bytes | str) -> tuple[str, str]:
+    """(kind, id) of an announcement; raises ValueError for anything else."""
+    fields = json.loads(raw)
+    if not isinstance(fields, dict) or not all(isinstance(fields.get(k), str) for k in ("kind", "id")):
+        raise ValueError("an access announcement names a kind and an id")
+    return fields["kind"], fields["id"]
 
 
 class AccessCache:
@@ -73,3 +90,15 @@ class AccessCache:
 
     async def drop_viewer(self, session_hash: str) -> None:
         await self._drop(self.keys.viewer(session_hash))
+
+    async def announce_change(self, kind: str, caller_id: str) -> None:
+        """Tell every API process that this caller's access changed, so that its open connections
+        are checked again now. A Redis that cannot be told is logged: the periodic recheck still
+        comes."""
+        message = access_change(kind, caller_id)
+        try:
+            await self._cache.breaker.call(
+                lambda: self._cache.redis.publish(self.keys.access_changes(), message)
+            )
+        except CacheUnavailable as error:
+            log.warning("Could not announce an access change to the other processes (%s).", error)

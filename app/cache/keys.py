@@ -54,6 +54,11 @@ class CacheKeys:
         """An API key's record (hash, guilds, scopes), cached from the database; deleted on revoke."""
         return f"{self.prefix}api_key:{key_id}"
 
+    def access_changes(self) -> str:
+        """The pub/sub channel announcing callers whose access changed (a key revoked, a login
+        ended, a user's guilds changed): every API process checks their connections again."""
+        return f"{self.prefix}access_changes"
+
     def viewer(self, session_hash: str) -> str:
         """A signed-in user's identity, guilds and permissions, cached briefly from Discord."""
         return f"{self.prefix}viewer:{session_hash}"

@@ -69,6 +69,7 @@ from app.graphql.ws_messages import (
     shown,
     transport_problem,
 )
+from app.live.access_watch import AccessWatch
 from app.roles.errors import DiscordUnavailable
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws, with shared subscriptions and server pings to keep idle sockets alive."""
 
     _pinger: asyncio.Task[None] | None = None
+    _unwatch: Callable[[], None] | None = None
 
     @property
     def _view(self) -> StreamingView:
@@ -202,6 +204,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping())
+            self._unwatch = self._view.watch(self.websocket, self.context)
 
     async def _ping(self) -> None:
         """Pings keep idle sockets alive; between them, the caller's access is checked again
@@ -223,6 +226,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             return  # the client left while we spoke; the handler's shutdown follows
 
     async def shutdown(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
         if self._pinger is not None:
             self._pinger.cancel()
             # The pinger never fails (access_changed does not raise); were it to, the socket's
@@ -234,6 +239,8 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        if await self._view.closed_if_access_changed(self.websocket, self.context):
+            return  # a key revoked or a login ended since the socket opened: nothing more runs
         refusal = await self._view.refusal(self.context)
         if refusal is not None:
             message = {"id": operation.id, "type": "error", "payload": [refusal]}
@@ -284,6 +291,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
 
     _acknowledged: asyncio.Event | None = None
     _init_received = False
+    _unwatch: Callable[[], None] | None = None
 
     async def handle(self) -> None:
         self._acknowledged = asyncio.Event()
@@ -292,6 +300,8 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             await super().handle()
         finally:
             timer.cancel()
+            if self._unwatch is not None:
+                self._unwatch()
 
     async def handle_message(self, message: OperationMessage) -> None:
         problem = legacy_problem(message)
@@ -313,6 +323,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._acknowledged is not None:
             self._acknowledged.set()
+            self._unwatch = cast(StreamingView, self.view).watch(self.websocket, self.context)
 
     async def cleanup_operation(self, operation_id: str) -> None:
         # Strawberry cancels the operation once and then waits for it: on a ``stop``, the whole
@@ -367,6 +378,8 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
         view = cast(StreamingView, self.view)
+        if await view.closed_if_access_changed(self.websocket, self.context):
+            return  # a key revoked or a login ended since the socket opened: nothing more runs
         refusal = await view.refusal(self.context)
         if refusal is None:
             selected = view.operation(query, operation_name)
@@ -412,6 +425,7 @@ class StreamingView(GraphQL[RequestContext, None]):
         max_subscriptions_per_connection: int = 100,
         access_recheck_interval: float = 60.0,
         allowed_origins: Sequence[str] = (),
+        access_watch: AccessWatch,
     ) -> None:
         super().__init__(
             schema,
@@ -430,6 +444,7 @@ class StreamingView(GraphQL[RequestContext, None]):
         self._authenticator = authenticator
         self._gate = gate
         self.access_recheck_interval = access_recheck_interval
+        self.access_watch = access_watch
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -494,6 +509,15 @@ class StreamingView(GraphQL[RequestContext, None]):
             if not admission.allowed:
                 return anonymous(by_address, RateLimited(admission.retry_after).message)
         return await self._authenticator.principal(credentials, cross_site_guard=cross_site_guard)
+
+    def watch(self, websocket: Any, context: RequestContext) -> Callable[[], None]:
+        """Check this socket again as soon as any API process announces that its caller's access
+        changed; returns the function that stops it (when the socket ends)."""
+        if not context.principal.authenticated:
+            return lambda: None
+        return self.access_watch.watch(
+            context.principal, lambda: self.closed_if_access_changed(websocket, context)
+        )
 
     async def closed_if_access_changed(self, websocket: Any, context: RequestContext) -> bool:
         """Close a WebSocket whose caller's access changed (4403, saying why); whether it did."""

@@ -39,6 +39,9 @@ class KeysTarget:
     """The Redis key where the API caches a key's record (deleted on revoke)."""
     cache_ttl: int
     """Seconds that cached copy lives: how long a revoked key may still work if Redis is down."""
+    revoked: Callable[[str], tuple[str, str]] | None = None
+    """The pub/sub channel and message telling every API process a key was revoked (its open
+    connections are checked again at once)."""
 
 
 def run_keys_command(args: argparse.Namespace, target: KeysTarget) -> int:
@@ -144,6 +147,8 @@ async def _forget_cached(target: KeysTarget, key_id: str) -> None:
     )
     try:
         await client.delete(target.cache_key(key_id))
+        if target.revoked is not None:
+            await client.publish(*target.revoked(key_id))
     finally:
         await client.aclose()
 

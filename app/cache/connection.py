@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -87,6 +88,11 @@ class Breaker:
         if self.last_error is not None:
             log.warning("Redis is back.")
             self.last_error = None
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can swallow a cancellation that lands while it talks to Redis; whoever
+            # cancelled (a client gone, an operation stopped) asked this task to stop: stop.
+            raise asyncio.CancelledError
         return result
 
     def _trip(self, error: Exception) -> None:

@@ -305,8 +305,8 @@ async def test_a_chunked_body_is_refused_once_past_the_limit_not_at_its_end(serv
 
 
 async def test_a_query_string_over_the_limit_is_refused_with_414(api_factory: ApiFactory) -> None:
-    # The default limit (64 KiB) is also about where uvicorn stops reading a request line
-    # (below): a smaller limit shows the API's own answer.
+    # A smaller limit than the default (64 KiB, which test_transport_limits covers at the
+    # request line's own bound) shows the endpoint's answer to a query string over it.
     api = await api_factory(max_body_bytes=4096)
     response = await api.client.get("/graphql", params={"query": "{ " + "apiVersion " * 500 + "}"})
     refused(response, 414, "BAD_REQUEST", "use POST")
@@ -327,7 +327,7 @@ async def test_a_100kb_url_is_refused_by_the_server(served: RunningApi) -> None:
     finally:
         writer.close()
         await writer.wait_closed()
-    assert re.match(rb"HTTP/1.1 4\d\d ", status), status
+    assert status.startswith(b"HTTP/1.1 414 "), status  # ours, with a sentence, not uvicorn's 400
     await still_serves(served)
 
 

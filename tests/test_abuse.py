@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from app.sandbox.fixture import Fixture
-from tests.conftest import RunningApi, create_key, guild_id, until_closed
+from tests.conftest import RunningApi, create_key, guild_id, until_closed, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -545,3 +546,24 @@ async def test_the_server_serves_normally_after_every_kind_of_abuse(served: Runn
         await still_serves(served)
     health = await served.client.get("/healthz")
     assert health.status_code == 200
+
+
+async def test_a_client_leaving_mid_body_is_no_error(
+    served: RunningApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that hangs up half-way through its body ended its own request: nothing to
+    log as a fault, and the API serves on."""
+    port = int(served.url.rsplit(":", 1)[1])
+    with caplog.at_level(logging.DEBUG, logger="app"):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request_head(served, "Content-Length: 1000\r\n") + b'{"query": "{ api')
+        await writer.drain()
+
+        async def reading() -> bool:
+            return "left before its request body arrived" in caplog.text
+
+        writer.close()
+        await writer.wait_closed()
+        await wait_until(reading, within=30)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    await still_serves(served)

@@ -24,7 +24,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -328,6 +328,11 @@ class PollyApp:
 async def _graphql_answer(endpoint: GraphQLEndpoint, request: Request) -> Response:
     try:
         return await endpoint.handle(request)
+    except ClientDisconnect:
+        # The client left while its body was being read: how connections end, not a fault.
+        # Nobody reads this answer; it only ends the request.
+        log.debug("A client left before its request body arrived.")
+        return Response(status_code=400)
     except Exception:
         request_id = secrets.token_hex(8)
         log.exception("Unexpected error answering /graphql (request %s)", request_id)

@@ -150,6 +150,22 @@ class Settings(BaseSettings):
         default="write-through",
         description="write-through (ours) or invalidate (the origin design, kept for comparison).",
     )
+    scheduler_interval: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often polly bot asks the database for polls due to open, close or change"
+        " (s); openPollNow and closePoll take effect within it.",
+    )
+    scheduler_lease: float = Field(
+        default=60.0,
+        ge=5,
+        description="How long a scheduler process holds a poll's due work (s); another process takes"
+        " it over after that if the first died.",
+    )
+    scheduler_concurrency: int = Field(
+        default=64, ge=1, le=1000, description="Polls one scheduler process works on at once."
+    )
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "polly",
         description="Directory of the SQLite database when POLLY_DATABASE_URL is not set.",

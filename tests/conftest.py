@@ -322,14 +322,18 @@ async def api(api_factory: Callable[..., Awaitable[RunningApi]]) -> RunningApi:
 
 
 class RunningBot:
-    def __init__(self, sandbox: Sandbox, redis_url: str) -> None:
+    def __init__(self, sandbox: Sandbox, redis_url: str, **overrides: Any) -> None:
         self.sandbox = sandbox
         self.redis = aioredis.Redis.from_url(redis_url)
+        if "data_dir" not in overrides and "database_url" not in overrides:
+            # The poll scheduler's database: the test's own, never the user's.
+            overrides["data_dir"] = Path(tempfile.mkdtemp(prefix="polly-test-bot-"))
         self.settings = Settings(
             discord_api_url=sandbox.api_url,
             discord_gateway_url=sandbox.gateway_url,
             discord_token=sandbox.fixture.bot.token,
             redis_url=redis_url,
+            **overrides,
         )
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -375,11 +379,11 @@ class RunningBot:
 
 
 @pytest_asyncio.fixture
-async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[[str], Awaitable[RunningBot]]]:
+async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[..., Awaitable[RunningBot]]]:
     started: list[RunningBot] = []
 
-    async def start(redis_url: str) -> RunningBot:
-        running = RunningBot(sandbox, redis_url)
+    async def start(redis_url: str, **overrides: Any) -> RunningBot:
+        running = RunningBot(sandbox, redis_url, **overrides)
         running.task = asyncio.create_task(run_bot(running.settings, running.stop, handle_signals=False))
         started.append(running)
         await wait_until(running.all_cached, within=20)

@@ -58,11 +58,13 @@ from app.graphql.streaming import StreamingView, wants_event_stream
 from app.live.access_watch import AccessWatch
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
+from app.polls.service import PollService
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, database_url, require_secret_key, require_token
 from app.storage.api_keys import ApiKeyStore
 from app.storage.database import Database, DatabaseError
 from app.storage.login_sessions import LoginSessionStore
+from app.storage.polls import PollStore
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +182,11 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         )
     )
 
+    polls = PollService(PollStore(database), roles)
+
     def context(principal: Principal, request_id: str | None = None) -> RequestContext:
         context = RequestContext(
-            roles, principal=principal, max_guilds=settings.max_guilds_per_request, live=live
+            roles, principal=principal, max_guilds=settings.max_guilds_per_request, live=live, polls=polls
         )
         if request_id is not None:
             context.request_id = request_id

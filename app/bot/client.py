@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import discord
 
@@ -20,7 +21,13 @@ logging.getLogger("discord.client").addFilter(_NoVoiceNotice())
 
 
 class PollyBot(discord.AutoShardedClient):
-    def __init__(self, sync: GatewaySync, *, shard_count: int | None = None) -> None:
+    def __init__(
+        self,
+        sync: GatewaySync,
+        *,
+        shard_count: int | None = None,
+        on_channel_deleted: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # roles, channels and the bot's own member; nothing privileged
         super().__init__(
@@ -31,8 +38,13 @@ class PollyBot(discord.AutoShardedClient):
             chunk_guilds_at_startup=False,
         )
         self.sync = sync
+        self.on_channel_deleted = on_channel_deleted
 
     async def on_socket_raw_receive(self, message: str) -> None:
         # discord.py starts these handlers in the order messages arrived; feeding is the
         # first thing each does, so the sync sees the gateway's order.
         self.sync.feed(message)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        if self.on_channel_deleted is not None:
+            await self.on_channel_deleted(channel.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 import discord
 import redis.asyncio as redis
@@ -14,8 +15,12 @@ from app.bot.sync import GatewaySync
 from app.cache.connection import Breaker, CacheUnavailable, open_redis
 from app.cache.keys import CacheKeys
 from app.cache.role_cache import RoleCache
-from app.discord.client import point_discord_py_at
-from app.settings import Settings, SettingsError, require_token
+from app.discord.client import DiscordRest, DiscordRestError, point_discord_py_at
+from app.polls.scheduler import Scheduler
+from app.roles.snapshot import GuildSnapshot
+from app.settings import Settings, SettingsError, database_url, require_token
+from app.storage.database import Database, DatabaseError
+from app.storage.polls import PollStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,54 @@ async def keep_fresh(sync: GatewaySync, every: float) -> None:
             continue  # the sync's own recovery resyncs once Redis is back
 
 
+def snapshots_of(sync: GatewaySync, cache: RoleCache) -> Callable[[int], Awaitable[GuildSnapshot | None]]:
+    """A guild's role data as the gateway last told this process, else as Redis has it."""
+
+    async def snapshot(guild_id: int) -> GuildSnapshot | None:
+        known = sync.guilds.get(guild_id)
+        if known is not None:
+            return known
+        try:
+            raw = (await cache.read([guild_id], [])).guilds[guild_id]
+        except CacheUnavailable:
+            return None
+        return None if raw is None else GuildSnapshot.from_json(raw)
+
+    return snapshot
+
+
+async def open_scheduler(settings: Settings, token: str, sync: GatewaySync, cache: RoleCache) -> Scheduler:
+    database = Database(database_url(settings))
+    discord_rest = DiscordRest(
+        api_url=str(settings.discord_api_url),
+        gateway_url=str(settings.discord_gateway_url),
+        token=token,
+        timeout=settings.discord_timeout,
+    )
+    return Scheduler(
+        PollStore(database),
+        discord_rest,
+        snapshots_of(sync, cache),
+        interval=settings.scheduler_interval,
+        lease=settings.scheduler_lease,
+        concurrency=settings.scheduler_concurrency,
+    )
+
+
+async def run_scheduler(scheduler: Scheduler, retry_every: float = 5.0) -> None:
+    """Migrate the database and log in to REST (each retried while down: the gateway side of
+    the bot runs meanwhile), then schedule polls until cancelled."""
+    while True:
+        try:
+            await scheduler.store.database.upgrade()
+            await scheduler.discord.ensure_open()
+            break
+        except (DatabaseError, DiscordRestError) as error:
+            log.warning("The poll scheduler cannot start yet (%s); retrying in %g s.", error, retry_every)
+            await asyncio.sleep(retry_every)
+    await scheduler.run()
+
+
 async def run_bot(
     settings: Settings,
     stop: asyncio.Event | None = None,
@@ -56,7 +109,8 @@ async def run_bot(
     point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
     cache = role_cache_for(settings, redis_client)
     sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
-    bot = PollyBot(sync, shard_count=settings.shard_count)
+    scheduler = await open_scheduler(settings, token, sync, cache)
+    bot = PollyBot(sync, shard_count=settings.shard_count, on_channel_deleted=scheduler.channel_deleted)
     stop = stop or asyncio.Event()
     if handle_signals:
         loop = asyncio.get_running_loop()
@@ -66,6 +120,7 @@ async def run_bot(
     tasks = [
         asyncio.create_task(sync.run(), name="gateway-sync"),
         asyncio.create_task(keep_fresh(sync, max(1.0, settings.role_cache_ttl / 3)), name="keep-fresh"),
+        asyncio.create_task(run_scheduler(scheduler), name="poll-scheduler"),
     ]
     connection = asyncio.create_task(bot.start(token), name="gateway")
     stopping = asyncio.create_task(stop.wait())
@@ -87,6 +142,8 @@ async def run_bot(
         for task in (*tasks, connection):
             task.cancel()
         await asyncio.gather(*tasks, connection, stopping, return_exceptions=True)
+        await scheduler.discord.close()
+        await scheduler.store.database.close()
         await cache.redis.aclose()
 
 

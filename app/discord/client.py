@@ -243,3 +243,21 @@ class DiscordRest:
     async def gateway_bot(self) -> dict[str, Any]:
         shards, url, limits = await self._call(self.http.get_bot_gateway())
         return {"shards": shards, "url": url, "session_start_limit": limits}
+
+    # -- messages (polls) ---------------------------------------------------------------------
+
+    async def create_message(self, channel_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+        route = discord.http.Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
+        return cast(dict[str, Any], await self._call(self.http.request(route, json=payload)))
+
+    async def edit_message(self, channel_id: int, message_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+        route = discord.http.Route(
+            "PATCH",
+            "/channels/{channel_id}/messages/{message_id}",
+            channel_id=channel_id,
+            message_id=message_id,
+        )
+        return cast(dict[str, Any], await self._call(self.http.request(route, json=payload)))
+
+    async def delete_message(self, channel_id: int, message_id: int) -> None:
+        await self._call(self.http.delete_message(channel_id, message_id))

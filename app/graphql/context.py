@@ -11,7 +11,9 @@ from app.access.credentials import Credentials
 from app.access.principal import Principal, anonymous
 from app.errors import PollyError
 from app.graphql.loaders import RolesLoader
+from app.graphql.poll_loader import PollsLoader
 from app.live.feed import LiveFeed
+from app.polls.service import PollService
 from app.roles.service import RoleService
 from app.roles.snapshot import Stale
 
@@ -43,12 +45,22 @@ class RequestContext:
     # Guild data the answer was computed from, by version: a cached answer is dropped with it.
     versions: dict[int, int] = field(default_factory=dict)
     stale: dict[int, Stale] = field(default_factory=dict)
+    # Polls; None where a context serves none (tests of the roles API alone).
+    polls: PollService | None = None
+    # Set when the answer read data the response cache cannot tell changed (polls).
+    uncacheable: bool = False
     loader: RolesLoader = field(init=False)
+    poll_loader: PollsLoader = field(init=False)
 
     def __post_init__(self) -> None:
         self.loader = RolesLoader(
             self.roles, self.versions, self.stale, max_guilds=self.max_guilds, principal=self.principal
         )
+        if self.polls is not None:
+            self.poll_loader = PollsLoader(self.polls, self.principal, self._read_polls)
+
+    def _read_polls(self) -> None:
+        self.uncacheable = True
 
     def act_as(self, principal: Principal) -> None:
         """The caller proved to be someone else (credentials in a WebSocket's init payload)."""
@@ -64,10 +76,11 @@ class RequestContext:
             "connection_params": self.connection_params,
             "credentials": self.credentials,
             "recheck": self.recheck,
+            "polls": self.polls,
         }
         return RequestContext(self.roles, **{**base, **changes})
 
     @property
     def cacheable(self) -> bool:
         """Whether the answer may be served to later requests: not when built from stale data."""
-        return not self.stale
+        return not self.stale and not self.uncacheable

@@ -21,6 +21,8 @@ from app.access.policy import READ_ROLES, permitted, require_authenticated, requ
 from app.graphql.context import RequestContext
 from app.graphql.errors import error_code
 from app.graphql.limits import CACHED_QUERY_CHARS, QueryLimits, parse_document, validation_rules
+from app.graphql.poll_types import Poll, PollConnection
+from app.graphql.polls import Mutation, poll, polls
 from app.graphql.subscription import Subscription
 from app.graphql.types import Channel, Guild, Role, RoleValidation, snowflake
 from app.graphql.viewer import Viewer
@@ -80,6 +82,13 @@ class Query:
             abilities = bot_abilities(snapshot, channel)
             validations = [validate_role(snapshot, role, abilities) for role in roles]
         return [RoleValidation.from_validation(validation) for validation in validations]
+
+    poll: Poll = strawberry.field(
+        resolver=poll, description="One poll, if it exists and the caller may read it."
+    )
+    polls: PollConnection = strawberry.field(
+        resolver=polls, description="A guild's polls, newest first, a page at a time (first, after)."
+    )
 
     @strawberry.field(
         description="Who is asking: a user logged in with Discord or an API key, with the guilds they may"
@@ -209,6 +218,7 @@ def build_schema(limits: QueryLimits) -> PollySchema:
     # Factories: a fresh extension per request, sharing Strawberry's process-wide LRU caches.
     built = PollySchema(
         query=Query,
+        mutation=Mutation,
         subscription=Subscription,
         extensions=[
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),

@@ -26,8 +26,8 @@ from app.storage.models import ApiKey
 
 SCOPES: dict[str, str] = {
     "roles:read": "read guilds' roles and which of them can be pinged (the roles API)",
-    "polls:read": "read polls and their results (takes effect with the polls API)",
-    "polls:write": "create, change and close polls (takes effect with the polls API)",
+    "polls:read": "read polls and their results",
+    "polls:write": "create, change, open, close and delete polls",
 }
 
 TOKEN_PREFIX = "polly_"

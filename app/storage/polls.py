@@ -1,0 +1,236 @@
+"""Polls in the database: every write is one conditional UPDATE on what the writer read, so two
+API replicas, two schedulers, or a scheduler and a user can never both win the same change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.orm import joinedload
+
+from app.polls.record import OptionRecord, Pending, PollRecord, Status
+from app.storage.database import Database
+from app.storage.models import BallotChoice, Poll, PollOption
+
+# Columns a caller may set through PollStore.change (the rest are the store's own).
+WRITABLE = frozenset(
+    {
+        "channel_id", "name", "question", "status", "opens_at", "closes_at", "timezone", "anonymous",
+        "max_choices", "results_visibility", "ping_role_id", "ping_on_open", "ping_on_close",
+        "allowed_role_ids", "deleted_at", "pending", "due_at", "problem_code", "problem_message",
+        "problem_at", "attempts",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a conditional change matched no row: the poll as it is now (None: no such poll)."""
+
+    current: PollRecord | None
+
+
+def _with_options() -> Any:
+    return select(Poll).options(joinedload(Poll.options))
+
+
+class PollStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def create(self, values: Mapping[str, Any], options: Sequence[OptionRecord]) -> PollRecord:
+        async with self.database.session() as session, session.begin():
+            row = Poll(**values)
+            row.options = [PollOption(position=o.position, text=o.text, emoji=o.emoji) for o in options]
+            session.add(row)
+        return PollRecord.from_row(row)
+
+    async def get_many(self, poll_ids: Iterable[int]) -> dict[int, PollRecord]:
+        """Polls by id, deleted ones included, in one query (options joined)."""
+        ids = list(dict.fromkeys(poll_ids))
+        if not ids:
+            return {}
+        async with self.database.session() as session:
+            rows = (await session.scalars(_with_options().where(Poll.id.in_(ids)))).unique().all()
+        return {row.id: PollRecord.from_row(row) for row in rows}
+
+    async def page(
+        self, guild_id: int, *, status: Status | None, limit: int, before_id: int | None
+    ) -> list[PollRecord]:
+        """A guild's polls, newest first, deleted ones left out: one query."""
+        query = (
+            select(Poll.id)
+            .where(Poll.guild_id == str(guild_id), Poll.deleted_at.is_(None))
+            .order_by(Poll.id.desc())
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(Poll.status == status.value)
+        if before_id is not None:
+            query = query.where(Poll.id < before_id)
+        page = query.subquery()
+        async with self.database.session() as session:
+            rows = (
+                (
+                    await session.scalars(
+                        _with_options().where(Poll.id.in_(select(page.c.id))).order_by(Poll.id.desc())
+                    )
+                )
+                .unique()
+                .all()
+            )
+        return [PollRecord.from_row(row) for row in rows]
+
+    async def change(
+        self,
+        poll_id: int,
+        values: Mapping[str, Any],
+        *,
+        statuses: Iterable[Status],
+        version: int | None = None,
+        options: Sequence[OptionRecord] | None = None,
+        now: datetime,
+    ) -> PollRecord | Refused:
+        """Apply ``values`` (and new options) if the poll is not deleted, is in one of
+        ``statuses`` and, when given, still at ``version``; the version grows by one."""
+        unknown = set(values) - WRITABLE
+        if unknown:
+            raise ValueError(f"PollStore.change cannot set {sorted(unknown)}")
+        condition = [
+            Poll.id == poll_id,
+            Poll.deleted_at.is_(None),
+            Poll.status.in_([s.value for s in statuses]),
+        ]
+        if version is not None:
+            condition.append(Poll.version == version)
+        async with self.database.session() as session, session.begin():
+            result = await session.execute(
+                update(Poll)
+                .where(*condition)
+                .values(**values, version=Poll.version + 1, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                row = (
+                    (await session.scalars(_with_options().where(Poll.id == poll_id))).unique().one_or_none()
+                )
+                return Refused(
+                    None if row is None or row.deleted_at is not None else PollRecord.from_row(row)
+                )
+            if options is not None:
+                await session.execute(delete(PollOption).where(PollOption.poll_id == poll_id))
+                session.add_all(
+                    PollOption(poll_id=poll_id, position=o.position, text=o.text, emoji=o.emoji)
+                    for o in options
+                )
+        fresh = await self.get_many([poll_id])
+        return fresh[poll_id]
+
+    # -- the scheduler's side -----------------------------------------------------------------
+
+    async def due(self, now: datetime, limit: int) -> list[int]:
+        """Polls whose Discord work is due and that no live lease holds, soonest first."""
+        async with self.database.session() as session:
+            rows = await session.scalars(
+                select(Poll.id)
+                .where(Poll.due_at <= now, (Poll.lease_until.is_(None)) | (Poll.lease_until < now))
+                .order_by(Poll.due_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def claim(self, poll_id: int, owner: str, now: datetime, lease: timedelta) -> PollRecord | None:
+        """Take the poll's due work for ``lease``: one conditional update, so exactly one
+        process gets it however many ask at once; None when another got it first."""
+        async with self.database.session() as session, session.begin():
+            result = await session.execute(
+                update(Poll)
+                .where(
+                    Poll.id == poll_id,
+                    Poll.due_at <= now,
+                    (Poll.lease_until.is_(None)) | (Poll.lease_until < now),
+                )
+                .values(lease_owner=owner, lease_until=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+        return (await self.get_many([poll_id]))[poll_id]
+
+    async def settle(
+        self,
+        claimed: PollRecord,
+        owner: str,
+        facts: Mapping[str, Any],
+        plan: Mapping[str, Any],
+        now: datetime,
+    ) -> bool:
+        """End a lease. ``facts`` (what happened on Discord: the message posted) are always
+        kept; ``plan`` (status and next work) only if nobody changed the poll meanwhile —
+        otherwise the work is due again at once, to be judged on the poll as it is now.
+        Returns whether the plan was applied."""
+        held = [Poll.id == claimed.id, Poll.lease_owner == owner]
+        release = {"lease_owner": None, "lease_until": None}
+        async with self.database.session() as session, session.begin():
+            bump = (
+                {"version": Poll.version + 1, "updated_at": now}
+                if "status" in plan or "message_id" in facts
+                else {}
+            )
+            result = await session.execute(
+                update(Poll)
+                .where(*held, Poll.version == claimed.version)
+                .values(**facts, **plan, **release, **bump)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return True
+            finished = (Status.CLOSED.value, Status.CANCELLED.value)
+            await session.execute(
+                update(Poll)
+                .where(*held)
+                .values(
+                    **facts,
+                    **release,
+                    due_at=now,
+                    pending=case(
+                        (Poll.deleted_at.is_not(None), Poll.pending),
+                        (Poll.status.in_(finished), Pending.FINISH.value),
+                        else_=Pending.EDIT.value,
+                    ),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return False
+
+    async def counts(self, poll_id: int) -> dict[int, int]:
+        """Choices per option position (the final results a closed poll's message shows)."""
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(BallotChoice.position, func.count())
+                .where(BallotChoice.poll_id == poll_id)
+                .group_by(BallotChoice.position)
+            )
+            return {int(position): int(count) for position, count in rows.all()}
+
+    async def recheck_channel(self, channel_id: int, now: datetime) -> int:
+        """Make the scheduler touch every running poll of a channel now (its message is edited,
+        or posted: on a deleted channel either ends the poll). Returns how many."""
+        async with self.database.session() as session, session.begin():
+            result = await session.execute(
+                update(Poll)
+                .where(
+                    Poll.channel_id == str(channel_id),
+                    Poll.deleted_at.is_(None),
+                    Poll.status.in_([Status.SCHEDULED.value, Status.OPEN.value]),
+                )
+                .values(
+                    due_at=now,
+                    pending=case((Poll.status == Status.OPEN.value, Pending.EDIT.value), else_=Poll.pending),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]

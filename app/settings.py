@@ -166,6 +166,21 @@ class Settings(BaseSettings):
     scheduler_concurrency: int = Field(
         default=64, ge=1, le=1000, description="Polls one scheduler process works on at once."
     )
+    discord_global_rate: int = Field(
+        default=50,
+        ge=1,
+        description="Requests a second Discord allows the bot over all routes; the poll schedulers of"
+        " all bot processes share it (through Redis).",
+    )
+    discord_channel_rate: int = Field(
+        default=5,
+        ge=1,
+        description="Messages the schedulers post (and, separately, edit) per channel in"
+        " POLLY_DISCORD_CHANNEL_WINDOW seconds: Discord's per-channel limit.",
+    )
+    discord_channel_window: float = Field(
+        default=5.0, gt=0, le=3600, description="The window of POLLY_DISCORD_CHANNEL_RATE (s)."
+    )
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "polly",
         description="Directory of the SQLite database when POLLY_DATABASE_URL is not set.",

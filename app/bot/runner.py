@@ -13,10 +13,11 @@ import redis.asyncio as redis
 from app.bot.client import PollyBot
 from app.bot.sync import GatewaySync
 from app.cache.connection import Breaker, CacheUnavailable, open_redis
+from app.cache.discord_budget import DiscordBudget
 from app.cache.keys import CacheKeys
 from app.cache.role_cache import RoleCache
 from app.discord.client import DiscordRest, DiscordRestError, point_discord_py_at
-from app.polls.scheduler import Scheduler
+from app.polls.scheduler import RateLimits, Scheduler
 from app.roles.snapshot import GuildSnapshot
 from app.settings import Settings, SettingsError, database_url, require_token
 from app.storage.database import Database, DatabaseError
@@ -80,6 +81,12 @@ async def open_scheduler(settings: Settings, token: str, sync: GatewaySync, cach
         interval=settings.scheduler_interval,
         lease=settings.scheduler_lease,
         concurrency=settings.scheduler_concurrency,
+        budget=DiscordBudget(cache),
+        limits=RateLimits(
+            global_per_second=settings.discord_global_rate,
+            per_channel=settings.discord_channel_rate,
+            channel_window=settings.discord_channel_window,
+        ),
     )
 
 

@@ -63,6 +63,11 @@ class CacheKeys:
         """A signed-in user's identity, guilds and permissions, cached briefly from Discord."""
         return f"{self.prefix}viewer:{session_hash}"
 
+    def discord_budget(self, scope: str) -> str:
+        """The Discord requests one bot made lately in one of Discord's rate limits (``global``,
+        ``channel:<id>:post``): a sorted set of request times, shared by its processes."""
+        return f"{self.prefix}discord_budget:{scope}"
+
     def rate_limit(self, principal: str) -> str:
         """A caller's token bucket: tokens left and when it was last filled."""
         return f"{self.prefix}rate_limit:{principal}"

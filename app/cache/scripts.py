@@ -191,3 +191,32 @@ if cached then return {'ok', false, cached} end
 return {'ok', found[1], false}
 """
 )
+
+# Discord's rate limits, shared by every process of one bot: a sliding log per limit (at most
+# ARGV[2i-1] requests in any ARGV[2i] milliseconds), on Redis's clock. Sliding, not a token
+# bucket: Discord counts fixed windows that start at a first request we cannot see, and only a
+# log that never holds more than the limit in any window stays under every such window.
+# Takes a slot in every key or in none; returns 0, or the milliseconds until one may succeed.
+SPEND_DISCORD_BUDGET = """
+local parts = redis.call('TIME')
+local now = tonumber(parts[1]) * 1000 + math.floor(tonumber(parts[2]) / 1000)
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now + 1)
+  end
+end
+if wait > 0 then
+  return wait
+end
+local member = ARGV[#ARGV]
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 * i]) + 1000)
+end
+return 0
+"""

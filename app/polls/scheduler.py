@@ -17,9 +17,11 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.cache.discord_budget import DiscordBudget, Limit
 from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnavailable
 from app.polls import message
 from app.polls.record import Pending, PollRecord, Status
@@ -52,6 +54,15 @@ def _problem(code: str, text: str, now: datetime) -> Plan:
 _NO_PROBLEM: Plan = {"problem_code": None, "problem_message": None, "problem_at": None}
 
 
+@dataclass(frozen=True)
+class RateLimits:
+    """Discord's limits the schedulers of all processes share (see DiscordBudget)."""
+
+    global_per_second: int = 50
+    per_channel: int = 5
+    channel_window: float = 5.0
+
+
 class Scheduler:
     def __init__(
         self,
@@ -63,8 +74,12 @@ class Scheduler:
         lease: float = 60.0,
         concurrency: int = 64,
         clock: Clock = utc_now,
+        budget: DiscordBudget | None = None,
+        limits: RateLimits = RateLimits(),
     ) -> None:
         self.store = store
+        self.budget = budget
+        self.limits = limits
         self.discord = discord
         self.snapshots = snapshots
         self.interval = interval
@@ -159,6 +174,7 @@ class Scheduler:
         if poll.deleted:
             if poll.pending is Pending.DELETE and poll.message_id is not None:
                 # Gone already is what was asked.
+                await self._spend(poll.channel_id, "delete")
                 with contextlib.suppress(DiscordNotFound):
                     await self.discord.delete_message(poll.channel_id, poll.message_id)
             return done
@@ -169,10 +185,10 @@ class Scheduler:
                 # Closed first, in the database: from now on nothing counts, whatever Discord does.
                 return {"status": Status.CLOSED.value, "pending": Pending.FINISH.value, "due_at": now}
             if poll.pending is not None and poll.message_id is not None:
-                await self.discord.edit_message(poll.channel_id, poll.message_id, await self._current(poll))
+                await self._edit(poll)
             return {**done, "due_at": poll.closes_at}
         if poll.pending is not None and poll.message_id is not None:
-            await self.discord.edit_message(poll.channel_id, poll.message_id, await self._current(poll))
+            await self._edit(poll)
             if poll.status is Status.CLOSED and poll.ping_on_close and poll.pending is Pending.FINISH:
                 return {**done, **await self._closing_ping(poll, now)}
         return done
@@ -186,6 +202,7 @@ class Scheduler:
         role_id, problem = None, _NO_PROBLEM
         if poll.ping_on_open and poll.ping_role_id is not None:
             role_id, problem = await self._pingable(poll, now)
+        await self._spend(poll.channel_id, "post")
         posted = await self.discord.create_message(
             poll.channel_id, message.opening(poll, role_id, nonce=f"po{poll.id}n{poll.posts}")
         )
@@ -205,10 +222,25 @@ class Scheduler:
             counts = await self.store.counts(poll.id)
             # The version a close has is the same on every retry of it, and differs after a reopen.
             nonce = f"pc{poll.id}v{poll.version}"
+            await self._spend(poll.channel_id, "post")
             await self.discord.create_message(
                 poll.channel_id, message.closing_ping(poll, role_id, counts, nonce)
             )
         return problem
+
+    async def _edit(self, poll: PollRecord) -> None:
+        if poll.message_id is None:
+            return
+        payload = await self._current(poll)
+        await self._spend(poll.channel_id, "edit")
+        await self.discord.edit_message(poll.channel_id, poll.message_id, payload)
+
+    async def _spend(self, channel_id: int, kind: str) -> None:
+        if self.budget is not None:
+            await self.budget.spend(
+                Limit("global", self.limits.global_per_second, 1.0),
+                Limit(f"channel:{channel_id}:{kind}", self.limits.per_channel, self.limits.channel_window),
+            )
 
     async def _current(self, poll: PollRecord) -> dict[str, Any]:
         live = poll.status is Status.CLOSED or poll.results_visibility.value == "LIVE"

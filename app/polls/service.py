@@ -115,7 +115,7 @@ class PollService:
             closes_at=rules.aware(given["closes_at"], "closesAt"),
             timezone=given.get("timezone") or "UTC",
             anonymous=bool(given.get("anonymous", False)),
-            max_choices=given.get("max_choices") or 1,
+            max_choices=1 if given.get("max_choices") is None else given["max_choices"],
             results_visibility=given.get("results_visibility") or Visibility.LIVE,
             ping_role_id=ping_role,
             ping_on_open=given["ping_on_open"]

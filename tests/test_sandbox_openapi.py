@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
+from openapi_core.validation.request.exceptions import InvalidRequestBody
 
 from app.sandbox.fixture import Fixture
 from tests.conftest import SandboxHttp, channel_id, guild_id, role_id, shared_dir
@@ -44,8 +45,29 @@ def _ids(fixture: Fixture) -> dict[str, Any]:
         "admins": role_id(fixture, "Polly Playground", "Admins"),
         "polly": role_id(fixture, "Polly Playground", "Polly"),
         "polls": channel_id(fixture, "Polly Playground", "polls"),
+        "quiet_general": channel_id(fixture, "Quiet Corner", "general"),
         "bot": fixture.bot.id,
     }
+
+
+def _button(**fields: Any) -> dict[str, Any]:
+    return {"type": 2, "style": 1, "custom_id": "vote", "label": "Vote", **fields}
+
+
+def _buttons(*buttons: dict[str, Any]) -> list[dict[str, Any]]:
+    """One action row of ``buttons``."""
+    return [{"type": 1, "components": list(buttons)}]
+
+
+# A poll's message: emoji (Unicode and custom), a link button, a disabled one, and given ids.
+POLL_COMPONENTS = [
+    *_buttons(
+        _button(custom_id="vote:1", label="Pizza", emoji={"name": "🍕"}),
+        _button(custom_id="vote:2", label="Pasta", emoji={"id": "123456789012345678", "name": "pasta"}),
+        {"type": 2, "style": 5, "label": "Results", "url": "https://example.com/polls/1"},
+    ),
+    {"type": 1, "id": 9, "components": [_button(custom_id="close", style=4, disabled=True, id=10)]},
+]
 
 
 Call = tuple[str, str, Any, int, int | None]
@@ -98,6 +120,65 @@ CASES: dict[str, Callable[[dict[str, Any]], list[Call]]] = {
     "edit message": lambda i: [
         ("POST", "/channels/{polls}/messages", {"content": "Vote"}, 200, None),
         ("PATCH", "/channels/{polls}/messages/{last_id}", {"content": "Voted"}, 200, None),
+    ],
+    "message with buttons": lambda i: [
+        (
+            "POST",
+            "/channels/{polls}/messages",
+            {"content": "Lunch?", "components": POLL_COMPONENTS},
+            200,
+            None,
+        )
+    ],
+    "message of buttons alone": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"components": _buttons(_button())}, 200, None)
+    ],
+    "edit message buttons": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"content": "Open", "components": POLL_COMPONENTS}, 200, None),
+        (
+            "PATCH",
+            "/channels/{polls}/messages/{last_id}",
+            {"content": "Closed", "components": _buttons(_button(disabled=True))},
+            200,
+            None,
+        ),
+        ("GET", "/channels/{polls}/messages/{last_id}", None, 200, None),
+    ],
+    "message with enforced nonce": lambda i: [
+        (
+            "POST",
+            "/channels/{polls}/messages",
+            {"content": "a", "nonce": "n-1", "enforce_nonce": True},
+            200,
+            None,
+        ),
+        (
+            "POST",
+            "/channels/{polls}/messages",
+            {"content": "b", "nonce": "n-1", "enforce_nonce": True},
+            200,
+            None,
+        ),
+        ("POST", "/channels/{polls}/messages", {"content": "c", "nonce": 2**63 - 1}, 200, None),
+    ],
+    "invalid buttons": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"components": _buttons(*[_button()] * 6)}, 400, 50035)
+    ],
+    "duplicate custom_id": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"components": _buttons(_button(), _button())}, 400, 50035)
+    ],
+    "delete message": lambda i: [
+        ("POST", "/channels/{polls}/messages", {"content": "Oops"}, 200, None),
+        ("DELETE", "/channels/{polls}/messages/{last_id}", None, 204, None),
+        ("DELETE", "/channels/{polls}/messages/{last_id}", None, 404, 10008),
+    ],
+    "delete channel": lambda i: [
+        ("DELETE", "/channels/{polls}", None, 200, None),
+        ("GET", "/channels/{polls}", None, 404, 10003),
+        ("DELETE", "/channels/{polls}", None, 404, 10003),
+    ],
+    "delete channel without permission": lambda i: [
+        ("DELETE", "/channels/{quiet_general}", None, 403, 50013)
     ],
     "unknown guild": lambda i: [("GET", "/guilds/1/roles", None, 404, 10004)],
     "unknown role": lambda i: [("PATCH", "/guilds/{playground}/roles/1", {}, 404, 10011)],
@@ -154,6 +235,69 @@ async def test_response_matches_discords_openapi(
             if method == "POST" and response.status == 200 and "messages" in path:
                 ids["last_id"] = (await response.json())["id"]
             await _validate(discord_openapi, method, path, response, raw)
+
+
+# Message bodies at and past the limits both the sandbox and Discord's document express:
+# (method, body). The sandbox must accept exactly those the document's request schema allows.
+BODIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "custom_id of 1": ("POST", {"components": _buttons(_button(custom_id="v"))}),
+    "custom_id of 100": ("POST", {"components": _buttons(_button(custom_id="v" * 100))}),
+    "custom_id empty": ("POST", {"components": _buttons(_button(custom_id=""))}),
+    "custom_id of 101": ("POST", {"components": _buttons(_button(custom_id="v" * 101))}),
+    "label of 80": ("POST", {"components": _buttons(_button(label="L" * 80))}),
+    "label of 81": ("POST", {"components": _buttons(_button(label="L" * 81))}),
+    "five buttons": ("POST", {"components": _buttons(*(_button(custom_id=str(n)) for n in range(5)))}),
+    "six buttons": ("POST", {"components": _buttons(*(_button(custom_id=str(n)) for n in range(6)))}),
+    "an empty row": ("POST", {"content": "x", "components": _buttons()}),
+    "style 7": ("POST", {"components": _buttons(_button(style=7))}),
+    "emoji name of 32": (
+        "POST",
+        {"components": _buttons(_button(emoji={"id": "1234567", "name": "e" * 32}))},
+    ),
+    "emoji name of 33": (
+        "POST",
+        {"components": _buttons(_button(emoji={"id": "1234567", "name": "e" * 33}))},
+    ),
+    "disabled as text": ("POST", {"components": _buttons(_button(disabled="yes"))}),
+    "nonce of 25": ("POST", {"content": "x", "nonce": "n" * 25, "enforce_nonce": True}),
+    "nonce of 26": ("POST", {"content": "x", "nonce": "n" * 26, "enforce_nonce": True}),
+    "nonce past int64": ("POST", {"content": "x", "nonce": 2**63}),
+    "enforce_nonce as text": ("POST", {"content": "x", "nonce": "n", "enforce_nonce": "yes"}),
+    "edit to no buttons": ("PATCH", {"components": [], "content": "Closed"}),
+    "edit to six buttons": (
+        "PATCH",
+        {"components": _buttons(*(_button(custom_id=str(n)) for n in range(6)))},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BODIES))
+async def test_message_bodies_agree_with_discords_openapi(
+    discord_openapi: OpenAPI, http: SandboxHttp, fixture: Fixture, case: str
+) -> None:
+    method, body = BODIES[case]
+    path = f"/channels/{channel_id(fixture, 'Polly Playground', 'polls')}/messages"
+    if method == "PATCH":
+        _, message = await http.call("POST", path, json={"content": "Open", "components": POLL_COMPONENTS})
+        path += f"/{message['id']}"
+    async with http.session.request(
+        method, http.sandbox.api_url + path, json=body, headers=http.auth
+    ) as response:
+        raw = await response.read()
+        await _validate(discord_openapi, method, path, response, raw)
+    request = MockRequest(
+        "https://discord.com",
+        method.lower(),
+        "/api/v10" + path,
+        headers=http.auth,
+        data=json.dumps(body).encode(),
+    )
+    try:
+        discord_openapi.validate_request(request)
+    except InvalidRequestBody:
+        assert (response.status, json.loads(raw)["code"]) == (400, 50035), raw
+    else:
+        assert response.status == 200, raw
 
 
 async def test_429_matches_discords_openapi(

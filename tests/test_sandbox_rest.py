@@ -336,7 +336,9 @@ async def test_faults_fail_or_slow_the_next_matching_calls(http: SandboxHttp, fi
     assert (await http.call("GET", "/users/@me"))[0].status == 200
 
 
-async def test_stats_count_calls_by_route_template(http: SandboxHttp, fixture: Fixture) -> None:
+async def test_stats_count_calls_by_route_template_and_answers_by_status(
+    http: SandboxHttp, fixture: Fixture
+) -> None:
     await http.control("POST", "/_sandbox/stats/reset")
     playground = guild_id(fixture, "Polly Playground")
     quiet = guild_id(fixture, "Quiet Corner")
@@ -347,6 +349,7 @@ async def test_stats_count_calls_by_route_template(http: SandboxHttp, fixture: F
     assert stats == {
         "total": 3,
         "by_route": {"GET /guilds/{guild_id}/channels": 1, "GET /guilds/{guild_id}/roles": 2},
+        "by_status": {"200": 2, "401": 1},
     }
     assert (await http.control("POST", "/_sandbox/stats/reset"))["total"] == 0
 

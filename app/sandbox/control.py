@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.discord.snowflake import parse_snowflake
-from app.sandbox import oauth, shapes, users
+from app.sandbox import messages, oauth, shapes, users
 from app.sandbox.bodies import RoleFields
 from app.sandbox.errors import DiscordError
 from app.sandbox.faults import FaultRule
@@ -26,7 +26,7 @@ control = web.RouteTableDef()
 
 
 # Route tables of the REST API beyond app/sandbox/rest.py's own.
-EXTRA_API_ROUTES = (users.routes, oauth.api_routes)
+EXTRA_API_ROUTES = (users.routes, messages.routes, oauth.api_routes)
 
 
 def known_routes() -> set[str]:
@@ -277,4 +277,56 @@ async def delete_member(request: web.Request) -> web.Response:
         return json_response(error.body(), error.status)
     except ValueError as error:
         return _problem(400, str(error))
+    return web.Response(status=204)
+
+
+# -- channels and messages ---------------------------------------------------------------------
+
+
+def _snowflakes(request: web.Request, *names: str) -> list[int] | web.Response:
+    values = [parse_snowflake(request.match_info[name]) for name in names]
+    if any(value is None for value in values):
+        wanted = " and ".join(name.removesuffix("_id") + " id" for name in names)
+        return _problem(400, f"The {wanted} in the path must be snowflakes (strings of digits).")
+    return [value for value in values if value is not None]
+
+
+@control.get("/_sandbox/channels/{channel_id}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """A channel's kept messages, oldest first, in Discord's message shape: with the mentions
+    each resolved (``mention_roles``, ``mentions``, ``mention_everyone``), i.e. who was pinged."""
+    ids = _snowflakes(request, "channel_id")
+    if isinstance(ids, web.Response):
+        return ids
+    try:
+        guild, kept = messages.channel_messages(request.app[STATE], ids[0])
+    except DiscordError as error:
+        return json_response(error.body(), error.status)
+    return json_response({"guild_id": str(guild.id), "channel_id": str(ids[0]), "messages": kept})
+
+
+@control.delete("/_sandbox/channels/{channel_id}")
+async def delete_channel(request: web.Request) -> web.Response:
+    """A moderator deletes a channel with its messages (CHANNEL_DELETE); the answer is the
+    channel as it was, as Discord's own DELETE answers."""
+    ids = _snowflakes(request, "channel_id")
+    if isinstance(ids, web.Response):
+        return ids
+    try:
+        guild, channel = request.app[STATE].delete_channel(ids[0], as_moderator=True)
+    except DiscordError as error:
+        return json_response(error.body(), error.status)
+    return json_response(shapes.channel_json(channel, guild.id))
+
+
+@control.delete("/_sandbox/channels/{channel_id}/messages/{message_id}")
+async def delete_message(request: web.Request) -> web.Response:
+    """A moderator deletes any message (MESSAGE_DELETE), whatever the bot may do there."""
+    ids = _snowflakes(request, "channel_id", "message_id")
+    if isinstance(ids, web.Response):
+        return ids
+    try:
+        messages.delete_message(request.app[STATE], *ids, as_moderator=True)
+    except DiscordError as error:
+        return json_response(error.body(), error.status)
     return web.Response(status=204)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 
 class DiscordError(Exception):
@@ -92,10 +93,26 @@ def invalid_form_body(problems: list[tuple[tuple[str | int, ...], str, str]]) ->
     return DiscordError(400, 50035, "Invalid Form Body", errors)
 
 
+# The pydantic error type of form_problem: _translate passes its code and words through as they are.
+FORM_PROBLEM = "discord_form_problem"
+
+
+def form_problem(code: str, message: str) -> PydanticCustomError:
+    """Raised by a body's validator: a field error in Discord's own code and words."""
+    return PydanticCustomError(FORM_PROBLEM, "{message}", {"code": code, "message": message})
+
+
+def _choices(expected: str) -> str:
+    # pydantic lists choices as "1, 2 or 3"; Discord as "(1, 2, 3)".
+    return "(" + expected.replace(" or ", ", ") + ")"
+
+
 def _translate(problem: Any) -> tuple[str, str]:
     kind = problem["type"]
     ctx = problem.get("ctx") or {}
     value = problem.get("input")
+    if kind == FORM_PROBLEM:
+        return ctx["code"], ctx["message"]
     if kind == "missing":
         return "BASE_TYPE_REQUIRED", "This field is required"
     if kind in {"string_type"}:
@@ -120,7 +137,7 @@ def _translate(problem: Any) -> tuple[str, str]:
             f"int value should be greater than or equal to {ctx.get('ge', ctx.get('gt'))}.",
         )
     if kind == "literal_error":
-        return "BASE_TYPE_CHOICES", f"Value must be one of {ctx.get('expected')}."
+        return "BASE_TYPE_CHOICES", f"Value must be one of {_choices(str(ctx.get('expected')))}."
     if kind in {"list_type"}:
         return "BASE_TYPE_ARRAY", "Must be an array."
     if kind in {"model_type", "dict_type", "model_attributes_type"}:

@@ -145,6 +145,8 @@ class Message(Model):
     mention_user_ids: list[Snowflake] = Field(default_factory=list)
     mention_everyone: bool = False
     embeds: list[dict[str, Any]] = Field(default_factory=list)
+    # Action rows of buttons, as Discord returns them (numbered; see app.sandbox.components).
+    components: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Channel(Model):

@@ -17,7 +17,6 @@ from app.sandbox import errors, shapes
 from app.sandbox.bodies import (
     ChannelFields,
     MemberFields,
-    MessageFields,
     OverwriteFields,
     OverwritePut,
     RoleFields,
@@ -76,9 +75,17 @@ def route_of(request: web.Request) -> str:
 
 @web.middleware
 async def count_and_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every call, and answer every failure the way Discord does; never crash."""
+    """Count every call and its answer's status, and answer every failure the way Discord
+    does; never crash."""
     method, _, route = route_of(request).partition(" ")
-    request.app[STATS].count(method, route)
+    stats = request.app[STATS]
+    stats.count(method, route)
+    response = await _answer(request, handler)
+    stats.answered(response.status)
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DiscordError as error:
@@ -307,6 +314,12 @@ async def update_channel(request: web.Request) -> web.Response:
     return json_response(shapes.channel_json(channel, guild.id))
 
 
+@routes.delete("/channels/{channel_id}")
+async def delete_channel(request: web.Request) -> web.Response:
+    guild, channel = request.app[STATE].delete_channel(snowflake_param(request, "channel_id"))
+    return json_response(shapes.channel_json(channel, guild.id))
+
+
 @routes.put("/channels/{channel_id}/permissions/{overwrite_id}")
 async def put_overwrite(request: web.Request) -> web.Response:
     body = await read_body(request, OverwritePut)
@@ -361,34 +374,6 @@ async def remove_member_role(request: web.Request) -> web.Response:
     return await _change_member_role(request, add=False)
 
 
-@routes.post("/channels/{channel_id}/messages")
-async def create_message(request: web.Request) -> web.Response:
-    body = await read_body(request, MessageFields)
-    state = request.app[STATE]
-    guild, channel, message = state.create_message(snowflake_param(request, "channel_id"), body)
-    return json_response(state.message_json(guild, channel, message))
-
-
-@routes.get("/channels/{channel_id}/messages/{message_id}")
-async def get_message(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    guild, channel = state.channel(snowflake_param(request, "channel_id"))
-    message = guild.messages.get(channel.id, {}).get(snowflake_param(request, "message_id"))
-    if message is None:
-        raise errors.unknown("message")
-    return json_response(state.message_json(guild, channel, message))
-
-
-@routes.patch("/channels/{channel_id}/messages/{message_id}")
-async def update_message(request: web.Request) -> web.Response:
-    body = await read_body(request, MessageFields)
-    state = request.app[STATE]
-    guild, channel, message = state.update_message(
-        snowflake_param(request, "channel_id"), snowflake_param(request, "message_id"), body
-    )
-    return json_response(state.message_json(guild, channel, message))
-
-
 def create_rest_app(
     state: SandboxState,
     stats: CallStats,
@@ -397,7 +382,8 @@ def create_rest_app(
     extra_routes: Iterable[web.RouteTableDef] = (),
 ) -> web.Application:
     """The REST app; ``extra_routes`` are route tables of modules that build on this one
-    (``app.sandbox.users``, ``app.sandbox.oauth``), which this module cannot import."""
+    (``app.sandbox.users``, ``app.sandbox.messages``, ``app.sandbox.oauth``), which this module
+    cannot import."""
     app = web.Application(middlewares=[count_and_answer, authenticate, inject_faults, rate_limit])
     app[STATE] = state
     app[STATS] = stats

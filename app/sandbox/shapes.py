@@ -227,8 +227,11 @@ def partial_guild_json(
     return data
 
 
-def message_json(message: Message, channel_id: int, author: User, mentioned: list[User]) -> JSON:
-    return {
+def message_json(
+    message: Message, channel_id: int, author: User, mentioned: list[User], nonce: str | int | None = None
+) -> JSON:
+    """A message; ``nonce`` only in the answer to its create and in its MESSAGE_CREATE, as on Discord."""
+    data: JSON = {
         "id": str(message.id),
         "channel_id": str(channel_id),
         "type": 0,
@@ -244,5 +247,8 @@ def message_json(message: Message, channel_id: int, author: User, mentioned: lis
         "embeds": message.embeds,
         "pinned": False,
         "flags": 0,
-        "components": [],
+        "components": message.components,
     }
+    if nonce is not None:
+        data["nonce"] = nonce
+    return data

@@ -3,7 +3,8 @@
 Every change is reported to a listener as the gateway dispatch Discord would send
 (``GUILD_ROLE_CREATE``, ``CHANNEL_UPDATE``, ...), so REST and the gateway never disagree.
 The acting user is always the bot: users' OAuth2 Bearer tokens only read (``app.sandbox.users``),
-and users join or leave guilds only through the control API.
+and users join or leave guilds only through the control API. Messages are ``app.sandbox.messages``'
+business; their channels and the nonces of recent ones are kept here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from app.sandbox import errors, shapes
 from app.sandbox.bodies import (
     ChannelFields,
     MemberFields,
-    MessageFields,
     OverwriteFields,
     RoleFields,
     RolePosition,
@@ -35,7 +35,7 @@ from app.sandbox.fixture import (
     RoleTags,
     User,
 )
-from app.sandbox.mentions import resolve_mentions
+from app.sandbox.nonces import NonceRecord
 from app.sandbox.oauth_store import OAuthStore
 from app.sandbox.snowflake import SnowflakeGenerator
 
@@ -43,9 +43,6 @@ from app.sandbox.snowflake import SnowflakeGenerator
 GUILDS = 1 << 0
 GUILD_MEMBERS = 1 << 1
 GUILD_MESSAGES = 1 << 9
-
-MESSAGES_KEPT_PER_CHANNEL = 1000
-TEXT_CHANNEL_TYPES = (0, 5)
 
 
 @dataclass(frozen=True)
@@ -155,6 +152,7 @@ class SandboxState:
         }
         self.ids = SnowflakeGenerator()
         self.oauth = OAuthStore()
+        self.nonces = NonceRecord()
         self._listeners: list[Listener] = []
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -162,7 +160,7 @@ class SandboxState:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def _dispatch(self, event: Dispatch) -> None:
+    def dispatch(self, event: Dispatch) -> None:
         for listener in self._listeners:
             listener(event)
 
@@ -200,6 +198,14 @@ class SandboxState:
         if not guild.channel_permissions_of(self.bot.id, channel) & perms.VIEW_CHANNEL:
             raise errors.missing_access()
         return guild, channel
+
+    def any_channel(self, channel_id: int) -> tuple[GuildState, Channel]:
+        """A channel of any guild, as its owner sees it: 10003 when unknown, no access checks."""
+        guild_id = self.channel_guild.get(channel_id)
+        if guild_id is None:
+            raise errors.unknown("channel")
+        guild = self.guilds[guild_id]
+        return guild, guild.channels[channel_id]
 
     def role(self, guild: GuildState, role_id: int) -> Role:
         role = guild.roles.get(role_id)
@@ -239,7 +245,7 @@ class SandboxState:
         """The bot leaves a guild: Discord sends GUILD_DELETE without ``unavailable``."""
         guild = self.guild(guild_id)
         del guild.members[self.bot.id]
-        self._dispatch(Dispatch("GUILD_DELETE", {"id": str(guild.id)}, guild.id, GUILDS))
+        self.dispatch(Dispatch("GUILD_DELETE", {"id": str(guild.id)}, guild.id, GUILDS))
 
     # -- roles ----------------------------------------------------------------------------------
 
@@ -261,7 +267,7 @@ class SandboxState:
         )
         self._apply_role_fields(role, body)
         guild.roles[role.id] = role
-        self._dispatch(Dispatch("GUILD_ROLE_CREATE", self._role_event(guild, role), guild.id, GUILDS))
+        self.dispatch(Dispatch("GUILD_ROLE_CREATE", self._role_event(guild, role), guild.id, GUILDS))
         return role
 
     def update_role(self, guild_id: int, role_id: int, body: RoleFields, *, as_owner: bool = False) -> Role:
@@ -276,7 +282,7 @@ class SandboxState:
         if role.id == guild.id and body.given("name") and body.name not in (None, role.name):
             raise errors.field_error(("name",), "INVALID_ROLE_NAME", "The @everyone role cannot be renamed.")
         self._apply_role_fields(role, body)
-        self._dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
+        self.dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
         return role
 
     def move_roles(self, guild_id: int, moves: list[RolePosition]) -> list[Role]:
@@ -305,7 +311,7 @@ class SandboxState:
             role.position = position
         for role in staying:
             if before[role.id] != role.position:
-                self._dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
+                self.dispatch(Dispatch("GUILD_ROLE_UPDATE", self._role_event(guild, role), guild.id, GUILDS))
         return guild.sorted_roles()
 
     def delete_role(self, guild_id: int, role_id: int) -> None:
@@ -322,7 +328,7 @@ class SandboxState:
             if role.id in member.roles:
                 member.roles.remove(role.id)
         event = {"guild_id": str(guild.id), "role_id": str(role.id)}
-        self._dispatch(Dispatch("GUILD_ROLE_DELETE", event, guild.id, GUILDS))
+        self.dispatch(Dispatch("GUILD_ROLE_DELETE", event, guild.id, GUILDS))
 
     @staticmethod
     def _apply_role_fields(role: Role, body: RoleFields) -> None:
@@ -374,7 +380,34 @@ class SandboxState:
             channel.nsfw = body.nsfw
         if body.given("parent_id"):
             channel.parent_id = body.parent_id
-        self._dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
+        self.dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
+        return guild, channel
+
+    def delete_channel(self, channel_id: int, *, as_moderator: bool = False) -> tuple[GuildState, Channel]:
+        """Delete a channel and its messages, as the bot (MANAGE_CHANNELS in the channel) or
+        ``as_moderator`` (the control API: nothing is asked of the bot). The channels of a deleted
+        category stay, outside any category, as on Discord."""
+        if as_moderator:
+            guild, channel = self.any_channel(channel_id)
+        else:
+            guild, channel = self.channel(channel_id)
+            if not perms.has(guild.channel_permissions_of(self.bot.id, channel), perms.MANAGE_CHANNELS):
+                raise errors.missing_permissions()
+        del guild.channels[channel.id]
+        del self.channel_guild[channel.id]
+        guild.messages.pop(channel.id, None)
+        # Sessions hear only of guilds the bot is in (a moderator may act elsewhere).
+        heard = self.bot.id in guild.members
+        if heard:
+            self.dispatch(
+                Dispatch("CHANNEL_DELETE", shapes.channel_json(channel, guild.id), guild.id, GUILDS)
+            )
+        for child in guild.channels.values():
+            if child.parent_id == channel.id:
+                child.parent_id = None
+                if heard:
+                    data = shapes.channel_json(child, guild.id)
+                    self.dispatch(Dispatch("CHANNEL_UPDATE", data, guild.id, GUILDS))
         return guild, channel
 
     def set_overwrite(self, channel_id: int, target_id: int, given: OverwriteFields | None) -> None:
@@ -387,7 +420,7 @@ class SandboxState:
         if given is not None:
             fields.append(given)
         channel.permission_overwrites = self._checked_overwrites(guild, channel, fields, "overwrite")
-        self._dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
+        self.dispatch(Dispatch("CHANNEL_UPDATE", shapes.channel_json(channel, guild.id), guild.id, GUILDS))
 
     def _checked_overwrites(
         self, guild: GuildState, channel: Channel, given: list[OverwriteFields], field: str
@@ -448,13 +481,13 @@ class SandboxState:
         if changed:
             event = self.member_json(guild, member)
             event["guild_id"] = str(guild.id)
-            self._dispatch(Dispatch("GUILD_MEMBER_UPDATE", event, guild.id, GUILD_MEMBERS, user_id=user_id))
+            self.dispatch(Dispatch("GUILD_MEMBER_UPDATE", event, guild.id, GUILD_MEMBERS, user_id=user_id))
         return guild, member
 
     def _dispatch_member_event(self, guild: GuildState, name: str, data: dict[str, Any]) -> None:
         # Sessions only hear about guilds the bot is in.
         if self.bot.id in guild.members:
-            self._dispatch(Dispatch(name, {**data, "guild_id": str(guild.id)}, guild.id, GUILD_MEMBERS))
+            self.dispatch(Dispatch(name, {**data, "guild_id": str(guild.id)}, guild.id, GUILD_MEMBERS))
 
     def put_member(self, guild_id: int, user_id: int, roles: list[int] | None) -> tuple[Member, bool]:
         """A user joins a guild, or an existing member's roles are set (the control API, acting as
@@ -512,110 +545,10 @@ class SandboxState:
                 channel.permission_overwrites = kept
                 if self.bot.id in guild.members:
                     data = shapes.channel_json(channel, guild.id)
-                    self._dispatch(Dispatch("CHANNEL_UPDATE", data, guild.id, GUILDS))
+                    self.dispatch(Dispatch("CHANNEL_UPDATE", data, guild.id, GUILDS))
         self._dispatch_member_event(
             guild, "GUILD_MEMBER_REMOVE", {"user": shapes.user_json(self.users[user_id])}
         )
-
-    # -- messages -------------------------------------------------------------------------------
-
-    def message_json(self, guild: GuildState, channel: Channel, message: Message) -> dict[str, Any]:
-        mentioned = [self.users[user_id] for user_id in message.mention_user_ids if user_id in self.users]
-        return shapes.message_json(message, channel.id, self.users[message.author_id], mentioned)
-
-    def _message_event(self, guild: GuildState, channel: Channel, message: Message) -> dict[str, Any]:
-        event = self.message_json(guild, channel, message)
-        event["guild_id"] = str(guild.id)
-        author = guild.members.get(message.author_id)
-        if author is not None:
-            event["member"] = shapes.member_json(author, None, with_user=False)
-        return event
-
-    def _check_can_send(self, guild: GuildState, channel: Channel) -> int:
-        if channel.type not in TEXT_CHANNEL_TYPES:
-            raise errors.DiscordError(400, 50008, "Cannot send messages in a non-text channel")
-        channel_permissions = guild.channel_permissions_of(self.bot.id, channel)
-        if not perms.has(channel_permissions, perms.SEND_MESSAGES):
-            raise errors.missing_permissions()
-        return channel_permissions
-
-    def _validate_allowed_mentions(self, body: MessageFields) -> None:
-        allowed = body.allowed_mentions
-        if allowed is None:
-            return
-        parse = set(allowed.parse or [])
-        for kind in ("roles", "users"):
-            if kind in parse and getattr(allowed, kind):
-                raise errors.field_error(
-                    ("allowed_mentions", "parse"),
-                    "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
-                    f'parse:["{kind}"] and {kind}: [ids] are mutually exclusive.',
-                )
-
-    def create_message(self, channel_id: int, body: MessageFields) -> tuple[GuildState, Channel, Message]:
-        guild, channel = self.channel(channel_id)
-        channel_permissions = self._check_can_send(guild, channel)
-        self._validate_allowed_mentions(body)
-        content = body.content or ""
-        if not content and not body.embeds:
-            raise errors.empty_message()
-        mentions = resolve_mentions(
-            content,
-            body.allowed_mentions,
-            roles=guild.roles,
-            member_ids=guild.members,
-            guild_id=guild.id,
-            author_channel_permissions=channel_permissions,
-        )
-        message = Message(
-            id=self.ids.next(),
-            author_id=self.bot.id,
-            content=content,
-            timestamp=datetime.now(UTC),
-            mention_roles=mentions.role_ids,
-            mention_user_ids=mentions.user_ids,
-            mention_everyone=mentions.everyone,
-            embeds=body.embeds or [],
-        )
-        kept = guild.messages.setdefault(channel.id, {})
-        kept[message.id] = message
-        while len(kept) > MESSAGES_KEPT_PER_CHANNEL:
-            del kept[next(iter(kept))]
-        event = self._message_event(guild, channel, message)
-        self._dispatch(Dispatch("MESSAGE_CREATE", event, guild.id, GUILD_MESSAGES))
-        return guild, channel, message
-
-    def update_message(
-        self, channel_id: int, message_id: int, body: MessageFields
-    ) -> tuple[GuildState, Channel, Message]:
-        guild, channel = self.channel(channel_id)
-        message = guild.messages.get(channel.id, {}).get(message_id)
-        if message is None:
-            raise errors.unknown("message")
-        if message.author_id != self.bot.id and (body.given("content") or body.given("embeds")):
-            raise errors.not_author()
-        self._validate_allowed_mentions(body)
-        content = body.content if body.given("content") else message.content
-        embeds = body.embeds if body.given("embeds") else message.embeds
-        if not content and not embeds:
-            raise errors.empty_message()
-        mentions = resolve_mentions(
-            content or "",
-            body.allowed_mentions,
-            roles=guild.roles,
-            member_ids=guild.members,
-            guild_id=guild.id,
-            author_channel_permissions=guild.channel_permissions_of(self.bot.id, channel),
-        )
-        message.content = content or ""
-        message.embeds = embeds or []
-        message.mention_roles = mentions.role_ids
-        message.mention_user_ids = mentions.user_ids
-        message.mention_everyone = mentions.everyone
-        message.edited_timestamp = datetime.now(UTC)
-        event = self._message_event(guild, channel, message)
-        self._dispatch(Dispatch("MESSAGE_UPDATE", event, guild.id, GUILD_MESSAGES))
-        return guild, channel, message
 
 
 __all__ = ["Dispatch", "GuildState", "RoleTags", "SandboxState"]

@@ -397,3 +397,31 @@ async def bot_factory(sandbox: Sandbox) -> AsyncIterator[Callable[..., Awaitable
             if running.task is not None:
                 await asyncio.wait_for(running.task, timeout=20)
             await running.redis.aclose()
+
+
+# -- polls -----------------------------------------------------------------------------------
+
+# Here, not at the top: poll_stack builds on the helpers above.
+from tests import poll_stack  # noqa: E402
+
+
+@pytest.fixture
+async def stack(
+    api_factory: Callable[..., Awaitable[RunningApi]],
+    bot_factory: Callable[..., Awaitable[RunningBot]],
+    http: SandboxHttp,
+    redis_url: str,
+) -> poll_stack.Polls:
+    """An API and a key to run polls; ``start_bot()`` starts a ``polly bot`` on its database."""
+    api = await api_factory()
+    key = await create_key(
+        api.settings, [g.id for g in api.sandbox.fixture.guilds], ["roles:read", "polls:read", "polls:write"]
+    )
+    return poll_stack.Polls(api, http, key, lambda: bot_factory(redis_url, data_dir=api.settings.data_dir))
+
+
+@pytest.fixture
+async def polls(stack: poll_stack.Polls) -> poll_stack.Polls:
+    """The stack with one ``polly bot`` running."""
+    await stack.start_bot()
+    return stack

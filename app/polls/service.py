@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from app.access.policy import READ_POLLS, WRITE_POLLS, allows, authorize
+from app.access.policy import READ_POLLS, WRITE_POLLS, allows, authorize, require_scope
 from app.access.principal import Principal, PrincipalKind
 from app.polls import rules
 from app.polls.errors import PollConflict, PollInputError, poll_not_found
@@ -268,7 +268,10 @@ class PollService:
     # -- helpers --------------------------------------------------------------------------------
 
     async def readable(self, principal: Principal, poll_ids: Iterable[int]) -> dict[int, PollRecord]:
-        """The polls among ``poll_ids`` that exist and that ``principal`` may read."""
+        """The polls among ``poll_ids`` that exist and that ``principal`` may read. Who may
+        read no poll at all is told so first (UNAUTHENTICATED, or FORBIDDEN naming the scope),
+        the same for every id."""
+        require_scope(principal, READ_POLLS)
         polls = await self.store.get_many(poll_ids)
         return {
             poll_id: poll
@@ -277,6 +280,7 @@ class PollService:
         }
 
     async def _writable(self, principal: Principal, poll_id: int) -> PollRecord:
+        require_scope(principal, WRITE_POLLS)  # before the poll: the same answer for every id
         poll = (await self.store.get_many([poll_id])).get(poll_id)
         if (
             poll is None

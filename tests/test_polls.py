@@ -250,3 +250,12 @@ async def test_delete_hides_the_poll_and_deletes_its_message(polls: Polls) -> No
     await wait_until(only_kept_left, within=10)
     again = await polls.run(delete, {"id": removed["id"], "m": True})
     assert again["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_bot_guilds_shows_guilds_the_bot_reported_after_an_earlier_empty_answer(stack: Polls) -> None:
+    query = "{ botGuilds { id } }"
+    before = await stack.run(query, {})
+    assert before["data"]["botGuilds"] == []  # no bot has reported its guilds yet
+    await stack.start_bot()
+    after = await stack.run(query, {})
+    assert len(after["data"]["botGuilds"]) == len(stack.api.sandbox.fixture.guilds) - 1  # not "Elsewhere"

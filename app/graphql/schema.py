@@ -107,6 +107,9 @@ class Query:
     async def bot_guilds(self, info: Context) -> list[Guild]:
         context = info.context
         require_scope(context.principal, READ_ROLES)
+        # Which guilds the bot is in changes with no guild version to drop a cached answer by
+        # (a guild joined); the answer is computed afresh each time.
+        context.uncacheable = True
         readable = permitted(context.principal, await context.roles.bot_guild_ids(), READ_ROLES)
         ids = readable[: context.max_guilds]
         guilds = []

@@ -97,17 +97,17 @@ class Stack(contextlib.ExitStack):
             command += ["--fixture", str(path)]
         return self.spawn_listening(command, {"POLLY_LOG_LEVEL": "WARNING"})
 
-    _data_dir: str | None = None
+    data_dir: str | None = None
     auth: dict[str, str] = {}
 
     def api(self, sandbox_url: str, redis_url: str, **settings: str) -> str:
         """A ``polly api`` process; the APIs of one Stack share a database, and ``self.auth``
         holds the headers of a key for every sandbox guild."""
-        if self._data_dir is None:
-            self._data_dir = self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-"))
+        if self.data_dir is None:
+            self.data_dir = self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-"))
         access = {
             "secret_key": "bench-secret-key-" + "x" * 32,
-            "data_dir": self._data_dir,
+            "data_dir": self.data_dir,
             # The benchmarks measure the API, not its rate limiter.
             "rate_limit_burst": "100000000",
             "rate_limit_per_second": "100000000",

@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import event, insert
 from sqlalchemy.exc import IntegrityError
 
 from app.polls.record import OptionRecord, Pending, PollRecord, Status
 from app.storage.database import Database
-from app.storage.models import Ballot, BallotChoice
+from app.storage.models import Ballot, BallotChoice, Base
 from app.storage.polls import PollStore, Refused
 from tests.postgres import PostgresServer
 
@@ -163,3 +165,11 @@ async def test_a_scheduler_keeps_what_it_posted_even_when_the_poll_changed_meanw
     # The message is recorded, the cancel stands, and the message is due to show it.
     assert (after.message_id, after.posts, after.status) == (99, 1, Status.CANCELLED)
     assert after.pending is Pending.FINISH and after.due_at == NOW
+
+
+async def test_the_migrations_build_exactly_the_models_tables(stores: list[PollStore]) -> None:
+    def differences(connection: Any) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+    async with stores[0].database.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []

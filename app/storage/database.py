@@ -7,7 +7,9 @@ several processes at once.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +45,19 @@ STATEMENT_ERRORS = (IntegrityError, DataError, ProgrammingError, NotSupportedErr
 
 _EXAMPLES = "sqlite+aiosqlite:///path/to/polly.db or postgresql+asyncpg://user:password@host/dbname"
 _DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+
+# Alembic keeps a migration's context in module globals, so two migrations at once in one
+# process (polly demo's API and bot, tests) would trample each other: one at a time per loop.
+_MIGRATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATING.get(loop)
+    if lock is None:
+        lock = _MIGRATING[loop] = asyncio.Lock()
+    return lock
 
 
 class DatabaseError(Exception):
@@ -124,7 +139,7 @@ class Database:
         """Create or migrate the tables to the newest version; a no-op when already there."""
         self._create_sqlite_directory()
         try:
-            async with self.engine.connect() as connection:
+            async with _migration_lock(), self.engine.connect() as connection:
                 # SQLite: BEGIN IMMEDIATE takes the write lock before Alembic reads its version,
                 # so a second process waits (busy timeout) and then finds the work done.
                 await connection.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})

@@ -186,3 +186,20 @@ async def test_a_deleted_channel_ends_its_poll_and_keeps_its_data(polls: Polls) 
     reopen = "mutation($id: ID!, $c: DateTime!) { reopenPoll(id: $id, closesAt: $c) { id } }"
     body = await polls.run(reopen, {"id": poll["id"], "c": iso(datetime.now(UTC) + timedelta(hours=1))})
     assert body["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_a_poll_no_bot_posted_in_its_time_closes_saying_so_and_reopens_as_a_new_post(
+    stack: Polls,
+) -> None:
+    poll = await stack.create()
+    await close_soon(stack, [poll["id"]], seconds=0)  # its whole time passes with no bot running
+    await stack.start_bot()
+    closed = await stack.until_status(poll["id"], "CLOSED", within=15)
+    assert closed["messageId"] is None and closed["problem"]["code"] == "NEVER_POSTED"
+    reopen = (
+        "mutation($id: ID!, $c: DateTime!) { reopenPoll(id: $id, closesAt: $c) { status problem { code } } }"
+    )
+    body = await stack.run(reopen, {"id": poll["id"], "c": iso(datetime.now(UTC) + timedelta(hours=1))})
+    assert body["data"]["reopenPoll"] == {"status": "SCHEDULED", "problem": None}
+    opened = await stack.until_status(poll["id"], "OPEN", within=15)
+    assert [m["id"] for m in await stack.messages()] == [opened["messageId"]]

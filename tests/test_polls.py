@@ -60,6 +60,11 @@ def _invalid_drafts() -> list[Any]:
         ("same option ignoring case", {"options": [{"text": "Yes"}, {"text": "yES"}]}, "options[1].text"),
         ("long option", {"options": [{"text": "o" * 81}, {"text": "B"}]}, "options[0].text"),
         ("empty option", {"options": [{"text": "A"}, {"text": " "}]}, "options[1].text"),
+        (
+            "a word for an emoji",
+            {"options": [{"text": "A", "emoji": "pizza"}, {"text": "B"}]},
+            "options[0].emoji",
+        ),
         ("no choices", {"options": two, "maxChoices": 0}, "maxChoices"),
         ("more choices than options", {"options": two, "maxChoices": 3}, "maxChoices"),
         (
@@ -164,8 +169,12 @@ async def test_a_scheduled_poll_changes_anything_and_a_stale_version_is_a_confli
     assert (await polls.get(poll["id"]))["name"] == "Dinner"
     cleared = await polls.run(UPDATE, {"id": poll["id"], "v": 2, "input": {"pingRoleId": None}})
     assert cleared["data"]["updatePoll"]["pingRoleId"] is None
-    nulled = await polls.run(UPDATE, {"id": poll["id"], "v": 3, "input": {"name": None}})
-    assert nulled["errors"][0]["extensions"]["field"] == "name"
+    nulled = await polls.run(UPDATE, {"id": poll["id"], "v": 3, "input": {"closesAt": None}})
+    assert nulled["errors"][0]["extensions"]["field"] == "closesAt"
+    assert "closesAt cannot be null" in nulled["errors"][0]["message"]
+    for bad in ("²", "99999999999999999999", "-1", "abc"):
+        body = await polls.run(GET, {"id": bad})
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "id"}, (bad, body)
 
 
 async def test_an_open_poll_takes_text_fixes_and_a_later_close_only(polls: Polls) -> None:
@@ -259,3 +268,23 @@ async def test_bot_guilds_shows_guilds_the_bot_reported_after_an_earlier_empty_a
     await stack.start_bot()
     after = await stack.run(query, {})
     assert len(after["data"]["botGuilds"]) == len(stack.api.sandbox.fixture.guilds) - 1  # not "Elsewhere"
+
+
+async def test_a_channel_where_the_bot_cannot_embed_is_refused_saying_what_to_grant(polls: Polls) -> None:
+    bot_id = polls.api.sandbox.fixture.bot.id
+    embed_links = 1 << 14
+    response, body = await polls.http.call(
+        "PUT", f"/channels/{polls.channel}/permissions/{bot_id}", json={"type": 1, "deny": str(embed_links)}
+    )
+    assert response.status == 204, body
+    refusal: dict[str, Any] = {}
+
+    async def refused() -> bool:  # once the bot has written the overwrite through to the cache
+        answer = await polls.run(CREATE, {"input": polls.draft()})
+        refusal.update(answer)
+        return "errors" in answer
+
+    await wait_until(refused, within=10)
+    [error] = refusal["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "channelId"}
+    assert "Embed Links" in error["message"]

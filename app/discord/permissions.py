@@ -21,6 +21,7 @@ MENTION_EVERYONE = discord.Permissions(mention_everyone=True).value
 MANAGE_ROLES = discord.Permissions(manage_roles=True).value
 MANAGE_CHANNELS = discord.Permissions(manage_channels=True).value
 MANAGE_NICKNAMES = discord.Permissions(manage_nicknames=True).value
+EMBED_LINKS = discord.Permissions(embed_links=True).value
 
 # Without SEND_MESSAGES in a channel, Discord treats these as denied there too.
 _NEEDS_SEND_MESSAGES = discord.Permissions(

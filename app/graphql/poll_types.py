@@ -10,10 +10,12 @@ import strawberry
 from app.polls.errors import PollInputError
 from app.polls.record import PollRecord, Status, Visibility
 
+MAX_POLL_ID = 2**63 - 1  # a BIGINT
+
 
 def poll_id(value: str, argument: str = "id") -> int:
     text = str(value)
-    if not text.isdigit() or len(text) > 19:
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()) or int(text) > MAX_POLL_ID:
         raise PollInputError(argument, f"{argument} must be a poll id (digits), not {text[:40]!r}.")
     return int(text)
 
@@ -27,7 +29,7 @@ def after_id(cursor: str) -> int:
         kind, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         kind, number = "", ""
-    if kind != "poll" or not number.isdigit():
+    if kind != "poll" or not (number.isascii() and number.isdigit()) or len(number) > 19:
         raise PollInputError("after", "after must be an endCursor from an earlier page of polls.")
     return int(number)
 

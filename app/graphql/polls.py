@@ -25,7 +25,7 @@ from app.graphql.poll_types import (
 )
 from app.graphql.types import snowflake
 from app.polls.errors import PollInputError
-from app.polls.service import PollService
+from app.polls.service import FIELD_NAMES, PollService
 
 Context = Info[RequestContext, None]
 MAX_PAGE = 100
@@ -75,7 +75,8 @@ def _update_fields(given: UpdatePollInput) -> dict[str, Any]:
         if value is strawberry.UNSET:
             continue
         if value is None and name not in _NULLABLE:
-            raise PollInputError(name, f"{name} cannot be null; leave it out to keep it as it is.")
+            field = FIELD_NAMES[name]
+            raise PollInputError(field, f"{field} cannot be null; leave it out to keep it as it is.")
         fields[name] = value
     if "channel_id" in fields:
         fields["channel_id"] = snowflake(fields["channel_id"], "channelId")

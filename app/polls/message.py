@@ -119,6 +119,5 @@ def closing_ping(poll: PollRecord, role_id: int, counts: dict[int, int], nonce: 
         "nonce": nonce,
         "enforce_nonce": True,
     }
-    if poll.message_id is not None:
-        payload["message_reference"] = {"message_id": str(poll.message_id), "fail_if_not_exists": False}
+    # Not a reply to the poll's message: a reply needs Read Message History as well.
     return payload

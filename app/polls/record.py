@@ -74,6 +74,7 @@ class PollRecord:
     due_at: datetime | None
     attempts: int
     posts: int
+    leased_until: datetime | None = None  # a scheduler process is working on it until then
 
     @property
     def message_url(self) -> str | None:
@@ -115,4 +116,5 @@ class PollRecord:
             due_at=row.due_at,
             attempts=row.attempts,
             posts=row.posts,
+            leased_until=row.lease_until,
         )

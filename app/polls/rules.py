@@ -3,21 +3,30 @@ user can act on. Pure functions of the input, the clock and the guild's cached r
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from app.discord import permissions as perms
 from app.polls.errors import PollInputError
 from app.polls.record import OptionRecord, Visibility
 from app.roles.errors import ChannelNotFound
-from app.roles.pingability import Reason, bot_abilities, validate_role
+from app.roles.pingability import Reason, bot_abilities, channel_permissions, validate_role
 from app.roles.snapshot import GuildSnapshot
 
 MAX_NAME = 200
 MAX_QUESTION = 2000
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
 MAX_OPTION_TEXT = 80  # a button label's limit
-MAX_EMOJI = 100
+# Channels a poll's message can be posted in: text and announcement channels.
+POSTABLE_CHANNEL_TYPES = frozenset({0, 5})
+# Unicode categories an emoji is made of: symbols, modifiers (skin tones), marks (variation
+# selectors, keycaps) and format characters (zero-width joiners).
+EMOJI_PARTS = frozenset({"So", "Sk", "Mn", "Me", "Cf"})
+# A custom emoji as Discord writes it: <:name:id>, or <a:name:id> animated.
+CUSTOM_EMOJI = re.compile(r"<a?:\w{2,32}:\d{1,20}>")
 MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(days=30)
 MAX_ALLOWED_ROLES = 25
@@ -33,6 +42,11 @@ _WHY_NOT_PINGABLE = {
     Reason.CHANNEL_NOT_VISIBLE: "cannot be pinged: the bot cannot see the channel",
     Reason.CANNOT_SEND_MESSAGES: "cannot be pinged: the bot cannot send messages in the channel",
 }
+
+
+def why_not_pingable(reason: Reason | None) -> str:
+    """Why a role cannot be pinged, to follow "Role N": a sentence a user can act on."""
+    return _WHY_NOT_PINGABLE.get(reason, "cannot be pinged") if reason is not None else "cannot be pinged"
 
 
 @dataclass(frozen=True)
@@ -95,13 +109,30 @@ def options(given: list[tuple[str, str | None]]) -> tuple[OptionRecord, ...]:
         seen[folded] = position
         if emoji is not None:
             emoji = emoji.strip() or None
-            if emoji is not None and len(emoji) > MAX_EMOJI:
+            if emoji is not None and not is_emoji(emoji):
+                field = f"options[{position}].emoji"
                 raise PollInputError(
-                    f"options[{position}].emoji",
-                    f"options[{position}].emoji may hold at most {MAX_EMOJI} characters.",
+                    field,
+                    f"{field} must be one emoji, like 🍕, or a custom one written <:name:id>;"
+                    f" got {emoji[:40]!r}.",
                 )
         result.append(OptionRecord(position, cleaned, emoji))
     return tuple(result)
+
+
+def is_emoji(value: str) -> bool:
+    """One Unicode emoji (a short run of symbols, with skin tones, variation selectors, joiners
+    and keycaps; no letters or spaces) or a custom one: what Discord takes as a button's emoji."""
+    if CUSTOM_EMOJI.fullmatch(value):
+        return True
+    if not 0 < len(value) <= 16 or any(c.isascii() and c.isalpha() for c in value):
+        return False
+    categories = [unicodedata.category(c) for c in value]
+    keycap = "\u20e3" in value
+    parts_allowed = all(
+        cat in EMOJI_PARTS or c in "#*" or c.isdigit() for c, cat in zip(value, categories, strict=True)
+    )
+    return parts_allowed and ("So" in categories or keycap)
 
 
 def timezone(name: str) -> str:
@@ -149,8 +180,14 @@ def in_guild(draft: PollDraft, snapshot: GuildSnapshot) -> None:
     (the ping role pingable there), all from the cached role data: no Discord call."""
     try:
         abilities = bot_abilities(snapshot, draft.channel_id)
+        allowed = channel_permissions(snapshot, draft.channel_id)
     except ChannelNotFound as error:
         raise PollInputError("channelId", error.message) from None
+    if snapshot.channels[draft.channel_id].type not in POSTABLE_CHANNEL_TYPES:
+        raise PollInputError(
+            "channelId",
+            f"Channel {draft.channel_id} is not a text or announcement channel; polls are posted there.",
+        )
     if abilities.channel_problem is Reason.CHANNEL_NOT_VISIBLE:
         raise PollInputError(
             "channelId", f"The bot cannot see channel {draft.channel_id}; give it View Channel there."
@@ -159,6 +196,12 @@ def in_guild(draft: PollDraft, snapshot: GuildSnapshot) -> None:
         raise PollInputError(
             "channelId",
             f"The bot cannot send messages in channel {draft.channel_id}; give it Send Messages there.",
+        )
+    if not allowed & perms.EMBED_LINKS and not allowed & perms.ADMINISTRATOR:
+        raise PollInputError(
+            "channelId",
+            f"The bot cannot embed links in channel {draft.channel_id}, and a poll is an embed; give it"
+            " Embed Links there.",
         )
     if draft.ping_role_id is not None:
         validation = validate_role(snapshot, draft.ping_role_id, abilities)

@@ -23,8 +23,8 @@ from typing import Any
 
 from app.cache.discord_budget import DiscordBudget, Limit
 from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnavailable
-from app.polls import message
-from app.polls.record import Pending, PollRecord, Status
+from app.polls import message, rules
+from app.polls.record import Pending, PollRecord, Status, Visibility
 from app.polls.service import Clock, utc_now
 from app.roles.errors import ChannelNotFound
 from app.roles.pingability import bot_abilities, validate_role
@@ -38,9 +38,24 @@ log = logging.getLogger(__name__)
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 MAX_BACKOFF = 300.0
+# Seconds of a lease kept free for writing the outcome down.
+LEASE_MARGIN = 5.0
 
 Snapshots = Callable[[int], Awaitable[GuildSnapshot | None]]
 Plan = dict[str, Any]
+
+
+class Postponed(Exception):
+    """Discord's rate limits would have the work wait past the lease: it is due again later,
+    released for whichever process is free then."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"rate limited for {wait:.1f}s")
+        self.wait = wait
+
+
+# Problems a success makes untrue.
+RETRIED = frozenset({"DISCORD_UNAVAILABLE", "MISSING_PERMISSIONS", "DISCORD_REFUSED"})
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,9 +91,11 @@ class Scheduler:
         clock: Clock = utc_now,
         budget: DiscordBudget | None = None,
         limits: RateLimits = RateLimits(),
+        discord_timeout: float = 10.0,
     ) -> None:
         self.store = store
         self.budget = budget
+        self.discord_timeout = discord_timeout
         self.limits = limits
         self.discord = discord
         self.snapshots = snapshots
@@ -88,7 +105,6 @@ class Scheduler:
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._working: set[int] = set()
-        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
@@ -113,15 +129,16 @@ class Scheduler:
                 except Exception:
                     log.exception("The poll scheduler failed a pass; trying again.")
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.interval):
                         await self._wake.wait()
-                except TimeoutError:
-                    pass
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            # What this process held is free for the next one at once, not when leases end.
+            with contextlib.suppress(DatabaseError):
+                await self.store.release(self.owner)
 
     async def run_once(self) -> int:
         """Start the work due now (up to the free slots); returns how many polls were taken up."""
@@ -140,16 +157,17 @@ class Scheduler:
 
     async def _handle(self, poll_id: int) -> None:
         try:
-            async with self._slots:
-                # Work that leaves more due at once (a close, then its final edit) goes on here.
-                while await self._step(poll_id):
-                    pass
+            # Work that leaves more due at once (a close, then its final edit) goes on here.
+            while await self._step(poll_id):
+                pass
         except DatabaseError as error:
             log.warning(
                 "Poll %s: the database failed (%s); the lease runs out and it is retried.", poll_id, error
             )
         except Exception:
-            log.exception("Poll %s: unexpected failure; the lease runs out and it is retried.", poll_id)
+            log.exception("Poll %s: unexpected failure; retrying in %s.", poll_id, MAX_BACKOFF)
+            with contextlib.suppress(DatabaseError):
+                await self.store.release(self.owner, poll_id, due_at=self.clock() + backoff(99))
         finally:
             self._working.discard(poll_id)
 
@@ -163,6 +181,11 @@ class Scheduler:
             plan = await self._work(poll, now, facts)
         except DiscordRestError as error:
             plan = self._failed(poll, error, now)
+        except Postponed as postponed:
+            plan = {"due_at": now + timedelta(seconds=postponed.wait)}
+        else:
+            if poll.problem is not None and poll.problem.code in RETRIED and "problem_code" not in facts:
+                facts.update(_NO_PROBLEM)
         applied = await self.store.settle(poll, self.owner, facts, plan, self.clock())
         next_due = plan.get("due_at")
         return not applied or (next_due is not None and next_due <= self.clock())
@@ -196,9 +219,21 @@ class Scheduler:
     async def _open(self, poll: PollRecord, now: datetime, facts: Plan) -> Plan:
         if poll.message_id is not None:  # posted; the status change was lost to a concurrent edit
             return {"status": Status.OPEN.value, "pending": Pending.EDIT.value, "due_at": now, "attempts": 0}
+        if poll.opens_at > now:  # moved later since this work came due
+            return {"pending": Pending.POST.value, "due_at": poll.opens_at}
         if poll.closes_at <= now:
-            # Never posted before its end (every attempt failed): closed, its problem kept.
-            return {"status": Status.CLOSED.value, "pending": None, "due_at": None}
+            # Never posted before its end: closed, saying why.
+            why = poll.problem or None
+            return {
+                "status": Status.CLOSED.value,
+                "pending": None,
+                "due_at": None,
+                **(
+                    {}
+                    if why is not None
+                    else _problem("NEVER_POSTED", "No polly bot ran between opensAt and closesAt.", now)
+                ),
+            }
         role_id, problem = None, _NO_PROBLEM
         if poll.ping_on_open and poll.ping_role_id is not None:
             role_id, problem = await self._pingable(poll, now)
@@ -206,15 +241,10 @@ class Scheduler:
         posted = await self.discord.create_message(
             poll.channel_id, message.opening(poll, role_id, nonce=f"po{poll.id}n{poll.posts}")
         )
-        facts.update(message_id=str(posted["id"]), posts=poll.posts + 1)
+        # Facts, kept whatever else changed meanwhile: the message, and why it pinged nobody.
+        facts.update(message_id=str(posted["id"]), posts=poll.posts + 1, **problem)
         log.info("Poll %s opened: message %s in channel %s.", poll.id, posted["id"], poll.channel_id)
-        return {
-            "status": Status.OPEN.value,
-            "pending": None,
-            "due_at": poll.closes_at,
-            "attempts": 0,
-            **problem,
-        }
+        return {"status": Status.OPEN.value, "pending": None, "due_at": poll.closes_at, "attempts": 0}
 
     async def _closing_ping(self, poll: PollRecord, now: datetime) -> Plan:
         role_id, problem = await self._pingable(poll, now)
@@ -236,14 +266,21 @@ class Scheduler:
         await self.discord.edit_message(poll.channel_id, poll.message_id, payload)
 
     async def _spend(self, channel_id: int, kind: str) -> None:
-        if self.budget is not None:
-            await self.budget.spend(
-                Limit("global", self.limits.global_per_second, 1.0),
-                Limit(f"channel:{channel_id}:{kind}", self.limits.per_channel, self.limits.channel_window),
-            )
+        """Wait for Discord's limits to allow one more call, unless that wait (and the call)
+        would outlast the lease: then the work is postponed (Postponed)."""
+        if self.budget is None:
+            return
+        within = self.lease.total_seconds() - self.discord_timeout - LEASE_MARGIN
+        wait = await self.budget.spend(
+            Limit("global", self.limits.global_per_second, 1.0),
+            Limit(f"channel:{channel_id}:{kind}", self.limits.per_channel, self.limits.channel_window),
+            within=max(0.0, within),
+        )
+        if wait is not None:
+            raise Postponed(wait)
 
     async def _current(self, poll: PollRecord) -> dict[str, Any]:
-        live = poll.status is Status.CLOSED or poll.results_visibility.value == "LIVE"
+        live = poll.status is Status.CLOSED or poll.results_visibility is Visibility.LIVE
         counts = await self.store.counts(poll.id) if live and poll.status is not Status.CANCELLED else None
         return message.current(poll, counts)
 
@@ -266,12 +303,8 @@ class Scheduler:
             return None, _problem("PING_ROLE_INVALID", f"Role {role_id} was not pinged: {error.message}", now)
         if validation.can_ping:
             return role_id, _NO_PROBLEM
-        reason = (
-            "it was deleted"
-            if not validation.valid
-            else f"the bot cannot ping it ({validation.reason.value if validation.reason else 'unknown'})"
-        )
-        return None, _problem("PING_ROLE_INVALID", f"Role {role_id} was not pinged: {reason}.", now)
+        reason = "was deleted" if not validation.valid else rules.why_not_pingable(validation.reason)
+        return None, _problem("PING_ROLE_INVALID", f"Role {role_id} was not pinged: it {reason}.", now)
 
     def _failed(self, poll: PollRecord, error: DiscordRestError, now: datetime) -> Plan:
         if isinstance(error, DiscordNotFound) and error.code in (UNKNOWN_CHANNEL, UNKNOWN_MESSAGE):

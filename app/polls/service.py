@@ -30,6 +30,7 @@ FIELD_NAMES = {
     "max_choices": "maxChoices", "results_visibility": "resultsVisibility", "ping_role_id": "pingRoleId",
     "ping_on_open": "pingOnOpen", "ping_on_close": "pingOnClose", "allowed_role_ids": "allowedRoleIds",
 }  # fmt: skip
+_NO_PROBLEM = {"problem_code": None, "problem_message": None, "problem_at": None}
 # Problems that mean the poll's message is gone for good: it cannot be reopened.
 GONE = frozenset({"CHANNEL_DELETED", "MESSAGE_DELETED"})
 
@@ -113,7 +114,7 @@ class PollService:
             options=tuple(OptionRecord(i, t, e) for i, (t, e) in enumerate(given["options"])),
             opens_at=rules.aware(given.get("opens_at") or now, "opensAt"),
             closes_at=rules.aware(given["closes_at"], "closesAt"),
-            timezone=given.get("timezone") or "UTC",
+            timezone="UTC" if given.get("timezone") is None else given["timezone"],
             anonymous=bool(given.get("anonymous", False)),
             max_choices=1 if given.get("max_choices") is None else given["max_choices"],
             results_visibility=given.get("results_visibility") or Visibility.LIVE,
@@ -150,6 +151,11 @@ class PollService:
         if poll.version != expected_version:
             raise _conflict(poll, f"Poll {poll_id} changed since version {expected_version}; read it again.")
         now = self.clock()
+        posting = (
+            poll.status is Status.SCHEDULED and poll.leased_until is not None and poll.leased_until > now
+        )
+        if posting:
+            raise _conflict(poll, f"Poll {poll_id} is being posted right now; read it again in a moment.")
         if poll.status is Status.OPEN:
             self._open_changes(poll, given)
         draft = _draft_of(poll)
@@ -169,8 +175,10 @@ class PollService:
             version=expected_version,
             options=draft.options if "options" in given else None,
             now=now,
+            # A scheduled poll may be posted as it is now: a change must not race the post.
+            unleased=poll.status is Status.SCHEDULED,
         )
-        return self._done(poll_id, changed, "changed")
+        return self._done(poll_id, changed, "changed (it may be being posted: read it again)")
 
     def _open_changes(self, poll: PollRecord, given: dict[str, Any]) -> None:
         for name in given:
@@ -194,10 +202,8 @@ class PollService:
     async def open_now(self, principal: Principal, poll_id: int) -> PollRecord:
         poll = await self._writable(principal, poll_id)
         now = self.clock()
-        if poll.status is Status.SCHEDULED and poll.closes_at - now < rules.MIN_DURATION:
-            raise PollInputError(
-                "closesAt", "The poll would be open for less than a minute; move closesAt later first."
-            )
+        if poll.status is Status.SCHEDULED:
+            rules.times(now, poll.closes_at, now)  # a minute to 30 days, counted from now
         changed = await self.store.change(
             poll_id,
             {"opens_at": now, "pending": Pending.POST.value, "due_at": now},
@@ -224,21 +230,20 @@ class PollService:
         if poll.problem is not None and poll.problem.code in GONE:
             raise _conflict(poll, f"Poll {poll_id} cannot be reopened: {poll.problem.message}")
         rules.times(now, closes_at, now)
+        if poll.message_id is None:  # never posted: it is posted now, as if it opened now
+            values = {"status": Status.SCHEDULED.value, "opens_at": now, "pending": Pending.POST.value}
+        else:
+            values = {"status": Status.OPEN.value, "pending": Pending.EDIT.value}
         changed = await self.store.change(
             poll_id,
-            {
-                "status": Status.OPEN.value,
-                "closes_at": closes_at,
-                "pending": Pending.EDIT.value,
-                "due_at": now,
-            },
+            {**values, "closes_at": closes_at, "due_at": now, **_NO_PROBLEM},
             statuses=[Status.CLOSED],
             now=now,
         )
         return self._done(poll_id, changed, "reopened: only a closed poll can be")
 
     async def cancel(self, principal: Principal, poll_id: int) -> PollRecord:
-        poll = await self._writable(principal, poll_id)
+        await self._writable(principal, poll_id)
         now = self.clock()
         # A poll still being posted may get its message any moment: FINISH is judged when due.
         changed = await self.store.change(
@@ -247,7 +252,6 @@ class PollService:
             statuses=[Status.SCHEDULED, Status.OPEN],
             now=now,
         )
-        del poll
         return self._done(poll_id, changed, "cancelled: only a scheduled or open poll can be")
 
     async def delete(self, principal: Principal, poll_id: int, delete_message: bool) -> PollRecord:

@@ -80,24 +80,38 @@ def bot_abilities(snapshot: GuildSnapshot, channel_id: int | None = None) -> Bot
     administrator = base & perms.ADMINISTRATOR == perms.ADMINISTRATOR
     if channel_id is None:
         return BotAbilities(administrator, perms.has(base, perms.MENTION_EVERYONE), None)
-    channel = snapshot.channels.get(channel_id)
-    if channel is None:
-        raise ChannelNotFound(f"Channel {channel_id} is not a channel of guild {snapshot.guild_id}.")
-    if channel.type == CATEGORY:
-        raise ChannelNotFound(f"Channel {channel_id} is a category; choose a channel messages are posted in.")
-    in_channel = perms.channel_permissions(
-        base,
-        guild_id=snapshot.guild_id,
-        member_id=snapshot.bot_id,
-        member_role_ids=snapshot.bot_role_ids,
-        overwrites=channel.overwrites,
-    )
+    in_channel = channel_permissions(snapshot, channel_id, base)
     problem = None
     if not in_channel & perms.VIEW_CHANNEL:
         problem = Reason.CHANNEL_NOT_VISIBLE
     elif not in_channel & perms.SEND_MESSAGES:
         problem = Reason.CANNOT_SEND_MESSAGES
     return BotAbilities(administrator, perms.has(in_channel, perms.MENTION_EVERYONE), problem)
+
+
+def channel_permissions(snapshot: GuildSnapshot, channel_id: int, base: int | None = None) -> int:
+    """The bot's permissions in one channel of the guild (its overwrites applied); raises
+    ChannelNotFound for a channel of another guild, or a category."""
+    channel = snapshot.channels.get(channel_id)
+    if channel is None:
+        raise ChannelNotFound(f"Channel {channel_id} is not a channel of guild {snapshot.guild_id}.")
+    if channel.type == CATEGORY:
+        raise ChannelNotFound(f"Channel {channel_id} is a category; choose a channel messages are posted in.")
+    if base is None:
+        base = perms.base_permissions(
+            guild_id=snapshot.guild_id,
+            owner_id=snapshot.owner_id,
+            member_id=snapshot.bot_id,
+            member_role_ids=snapshot.bot_role_ids,
+            role_permissions=snapshot.role_permissions,
+        )
+    return perms.channel_permissions(
+        base,
+        guild_id=snapshot.guild_id,
+        member_id=snapshot.bot_id,
+        member_role_ids=snapshot.bot_role_ids,
+        overwrites=channel.overwrites,
+    )
 
 
 def why_not_pingable(snapshot: GuildSnapshot, role: RoleData, abilities: BotAbilities) -> Reason | None:

@@ -33,6 +33,14 @@ class Refused:
     current: PollRecord | None
 
 
+# Columns clients see (Poll's fields): changing one grows the version.
+VISIBLE = frozenset({"status", "message_id", "problem_code", "problem_message", "closes_at", "opens_at"})
+
+
+def _bump(facts: Mapping[str, Any], plan: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    return {"version": Poll.version + 1, "updated_at": now} if VISIBLE & {*facts, *plan} else {}
+
+
 def _with_options() -> Any:
     return select(Poll).options(joinedload(Poll.options))
 
@@ -93,9 +101,11 @@ class PollStore:
         version: int | None = None,
         options: Sequence[OptionRecord] | None = None,
         now: datetime,
+        unleased: bool = False,
     ) -> PollRecord | Refused:
         """Apply ``values`` (and new options) if the poll is not deleted, is in one of
-        ``statuses`` and, when given, still at ``version``; the version grows by one."""
+        ``statuses``, when given still at ``version``, and with ``unleased`` not being worked
+        on by a scheduler; the version grows by one."""
         unknown = set(values) - WRITABLE
         if unknown:
             raise ValueError(f"PollStore.change cannot set {sorted(unknown)}")
@@ -106,6 +116,8 @@ class PollStore:
         ]
         if version is not None:
             condition.append(Poll.version == version)
+        if unleased:
+            condition.append((Poll.lease_until.is_(None)) | (Poll.lease_until < now))
         async with self.database.session() as session, session.begin():
             result = await session.execute(
                 update(Poll)
@@ -172,39 +184,56 @@ class PollStore:
         kept; ``plan`` (status and next work) only if nobody changed the poll meanwhile —
         otherwise the work is due again at once, to be judged on the poll as it is now.
         Returns whether the plan was applied."""
-        held = [Poll.id == claimed.id, Poll.lease_owner == owner]
+        mine = Poll.lease_owner == owner
         release = {"lease_owner": None, "lease_until": None}
         async with self.database.session() as session, session.begin():
-            bump = (
-                {"version": Poll.version + 1, "updated_at": now}
-                if "status" in plan or "message_id" in facts
-                else {}
-            )
             result = await session.execute(
                 update(Poll)
-                .where(*held, Poll.version == claimed.version)
-                .values(**facts, **plan, **release, **bump)
+                .where(Poll.id == claimed.id, mine, Poll.version == claimed.version)
+                .values(**facts, **plan, **release, **_bump(facts, plan, now))
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 return True
+            # Facts are truths about Discord, written whoever holds the lease now (another
+            # process that took over posts with the same nonce, so it finds the same message).
+            # The rest only if the lease is still ours: the work is due again at once, judged
+            # on the poll as it is now.
             finished = (Status.CLOSED.value, Status.CANCELLED.value)
+            ours: dict[str, Any] = {
+                "lease_owner": case((mine, None), else_=Poll.lease_owner),
+                "lease_until": case((mine, None), else_=Poll.lease_until),
+                "due_at": case((mine, now), else_=Poll.due_at),
+                "pending": case(
+                    (~mine, Poll.pending),
+                    (Poll.deleted_at.is_not(None), Poll.pending),
+                    (Poll.status.in_(finished), Pending.FINISH.value),
+                    else_=Pending.EDIT.value,
+                ),
+            }
             await session.execute(
                 update(Poll)
-                .where(*held)
-                .values(
-                    **facts,
-                    **release,
-                    due_at=now,
-                    pending=case(
-                        (Poll.deleted_at.is_not(None), Poll.pending),
-                        (Poll.status.in_(finished), Pending.FINISH.value),
-                        else_=Pending.EDIT.value,
-                    ),
-                )
+                .where(Poll.id == claimed.id)
+                .values(**facts, **ours, **_bump(facts, {}, now))
                 .execution_options(synchronize_session=False)
             )
         return False
+
+    async def release(
+        self, owner: str, poll_id: int | None = None, *, due_at: datetime | None = None
+    ) -> None:
+        """Give up ``owner``'s leases (of one poll, or all: a process stopping), the work due
+        again at ``due_at`` (or as it was)."""
+        condition = [Poll.lease_owner == owner]
+        if poll_id is not None:
+            condition.append(Poll.id == poll_id)
+        values: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if due_at is not None:
+            values["due_at"] = due_at
+        async with self.database.session() as session, session.begin():
+            await session.execute(
+                update(Poll).where(*condition).values(**values).execution_options(synchronize_session=False)
+            )
 
     async def counts(self, poll_id: int) -> dict[int, int]:
         """Choices per option position (the final results a closed poll's message shows)."""
@@ -230,6 +259,8 @@ class PollStore:
                 .values(
                     due_at=now,
                     pending=case((Poll.status == Status.OPEN.value, Pending.EDIT.value), else_=Poll.pending),
+                    # A settle under way sees the poll changed, and judges it again at once.
+                    version=Poll.version + 1,
                 )
                 .execution_options(synchronize_session=False)
             )

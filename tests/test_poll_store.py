@@ -17,8 +17,9 @@ from sqlalchemy import event, insert
 from sqlalchemy.exc import IntegrityError
 
 from app.polls.record import OptionRecord, Pending, PollRecord, Status
+from app.storage.ballots import BallotStore, PollNotOpen
 from app.storage.database import Database
-from app.storage.models import Ballot, BallotChoice, Base
+from app.storage.models import Ballot, Base
 from app.storage.polls import PollStore, Refused
 from tests.postgres import PostgresServer
 
@@ -119,12 +120,59 @@ async def test_one_ballot_per_user_per_poll(stores: list[PollStore]) -> None:
     poll = await new_poll(stores[0])
     row = {"poll_id": poll.id, "user_id": "42", "created_at": NOW, "updated_at": NOW}
     async with stores[0].database.session() as session, session.begin():
-        ballot = (await session.execute(insert(Ballot).values(**row).returning(Ballot.id))).scalar_one()
-        await session.execute(insert(BallotChoice).values(ballot_id=ballot, position=1, poll_id=poll.id))
+        await session.execute(insert(Ballot).values(**row))
     with pytest.raises(IntegrityError):
         async with stores[1].database.session() as session, session.begin():
             await session.execute(insert(Ballot).values(**row))
-    assert await stores[1].counts(poll.id) == {1: 1}
+
+
+def choose(*positions: int) -> Any:
+    return lambda before: frozenset(positions)
+
+
+async def test_one_users_concurrent_votes_leave_one_ballot_and_exact_results(stores: list[PollStore]) -> None:
+    poll = await new_poll(stores[0], status=Status.OPEN.value)
+    ballots = [BallotStore(store.database) for store in stores]
+    casts = await asyncio.gather(*(ballots[i % 2].vote(poll.id, 42, choose(i % 2), NOW) for i in range(20)))
+    assert len({c.results.version for c in casts}) == 20  # they took turns
+    [results] = (await ballots[0].results([poll.id])).values()
+    assert results.voters == 1 and sum(results.counts) == 1
+    last = max(casts, key=lambda c: c.results.version)  # the vote that went last stands
+    assert await ballots[1].ballots([poll.id], 42) == {poll.id: last.after}
+
+
+async def test_many_voters_at_once_are_all_counted(stores: list[PollStore]) -> None:
+    poll = await new_poll(stores[0], status=Status.OPEN.value)
+    ballots = [BallotStore(store.database) for store in stores]
+    await asyncio.gather(
+        *(ballots[user % 2].vote(poll.id, user, choose(user % 2), NOW) for user in range(60))
+    )
+    [results] = (await ballots[0].results([poll.id])).values()
+    assert (results.counts, results.voters, results.version) == ((30, 30), 60, 60)
+    retracted = await ballots[1].vote(poll.id, 7, choose(), NOW)
+    assert retracted.results.counts == (30, 29) and retracted.results.voters == 59
+    page = await ballots[0].voters(poll.id, 0, limit=100, after_ballot=None)
+    assert sorted(user for _, user, _ in page) == list(range(0, 60, 2))
+
+
+async def test_a_refused_change_writes_nothing_and_a_closed_poll_takes_no_vote(
+    stores: list[PollStore],
+) -> None:
+    poll = await new_poll(stores[0], status=Status.OPEN.value)
+    ballots = BallotStore(stores[0].database)
+    await ballots.vote(poll.id, 1, choose(0), NOW)
+
+    def refuse(before: frozenset[int]) -> frozenset[int]:
+        raise ValueError("too many")
+
+    with pytest.raises(ValueError, match="too many"):
+        await ballots.vote(poll.id, 1, refuse, NOW)
+    assert await ballots.ballots([poll.id], 1) == {poll.id: frozenset({0})}
+    with pytest.raises(PollNotOpen) as closed:
+        await ballots.vote(poll.id, 2, choose(1), NOW + timedelta(hours=2))  # after closesAt
+    assert closed.value.status == "OPEN"
+    [results] = (await ballots.results([poll.id])).values()
+    assert (results.counts, results.voters) == ((1, 0), 1)
 
 
 async def test_reading_many_polls_is_one_query(stores: list[PollStore]) -> None:

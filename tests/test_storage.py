@@ -81,7 +81,7 @@ async def version(db: Database) -> str | None:
 # -- the database and its migrations -------------------------------------------------------------
 
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 async def test_migrations_can_run_again(db: Database, database_url: str) -> None:

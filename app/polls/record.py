@@ -75,6 +75,7 @@ class PollRecord:
     attempts: int
     posts: int
     leased_until: datetime | None = None  # a scheduler process is working on it until then
+    results_version: int = 0  # grows with every vote
 
     @property
     def message_url(self) -> str | None:
@@ -117,4 +118,5 @@ class PollRecord:
             attempts=row.attempts,
             posts=row.posts,
             leased_until=row.lease_until,
+            results_version=row.results_version,
         )

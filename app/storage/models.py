@@ -155,6 +155,12 @@ class Poll(Base):
     # Counts the opening posts, so each has its own Discord nonce (a reopened poll's message
     # is edited, not posted again; the count guards retries of the same post).
     posts: Mapped[int] = mapped_column(Integer, default=0)
+    # The results, kept by every vote in the same transaction as the ballot (under the poll's
+    # row lock), so no read ever counts the ballots: votes per option position, and voters.
+    vote_counts: Mapped[list[int]] = mapped_column(JSON, default=list)
+    voters: Mapped[int] = mapped_column(Integer, default=0)
+    # Grows with every vote: the results document's version (Poll.version is the poll's own).
+    results_version: Mapped[int] = mapped_column(Integer, default=0)
 
     options: Mapped[list[PollOption]] = relationship(
         back_populates="poll", order_by="PollOption.position", cascade="all, delete-orphan"

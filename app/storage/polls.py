@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import joinedload
 
 from app.polls.record import OptionRecord, Pending, PollRecord, Status
 from app.storage.database import Database
-from app.storage.models import BallotChoice, Poll, PollOption
+from app.storage.models import Poll, PollOption
 
 # Columns a caller may set through PollStore.change (the rest are the store's own).
 WRITABLE = frozenset(
@@ -46,8 +46,10 @@ def _with_options() -> Any:
 
 
 class PollStore:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, edit_every: timedelta = timedelta(seconds=2)) -> None:
         self.database = database
+        # How often at most a poll's message is edited to show new votes.
+        self.edit_every = edit_every
 
     async def create(self, values: Mapping[str, Any], options: Sequence[OptionRecord]) -> PollRecord:
         async with self.database.session() as session, session.begin():
@@ -189,7 +191,12 @@ class PollStore:
         async with self.database.session() as session, session.begin():
             result = await session.execute(
                 update(Poll)
-                .where(Poll.id == claimed.id, mine, Poll.version == claimed.version)
+                .where(
+                    Poll.id == claimed.id,
+                    mine,
+                    Poll.version == claimed.version,
+                    Poll.results_version == claimed.results_version,
+                )
                 .values(**facts, **plan, **release, **_bump(facts, plan, now))
                 .execution_options(synchronize_session=False)
             )
@@ -203,7 +210,12 @@ class PollStore:
             ours: dict[str, Any] = {
                 "lease_owner": case((mine, None), else_=Poll.lease_owner),
                 "lease_until": case((mine, None), else_=Poll.lease_until),
-                "due_at": case((mine, now), else_=Poll.due_at),
+                # Only votes came meanwhile: the message shows them at the next coalesced edit.
+                "due_at": case(
+                    (mine & (Poll.version == claimed.version), now + self.edit_every),
+                    (mine, now),
+                    else_=Poll.due_at,
+                ),
                 "pending": case(
                     (~mine, Poll.pending),
                     (Poll.deleted_at.is_not(None), Poll.pending),
@@ -236,14 +248,10 @@ class PollStore:
             )
 
     async def counts(self, poll_id: int) -> dict[int, int]:
-        """Choices per option position (the final results a closed poll's message shows)."""
+        """Votes per option position, as every vote keeps them on the poll's row."""
         async with self.database.session() as session:
-            rows = await session.execute(
-                select(BallotChoice.position, func.count())
-                .where(BallotChoice.poll_id == poll_id)
-                .group_by(BallotChoice.position)
-            )
-            return {int(position): int(count) for position, count in rows.all()}
+            stored = await session.scalar(select(Poll.vote_counts).where(Poll.id == poll_id))
+        return dict(enumerate(stored or []))
 
     async def recheck_channel(self, channel_id: int, now: datetime) -> int:
         """Make the scheduler touch every running poll of a channel now (its message is edited,

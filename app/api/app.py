@@ -44,10 +44,11 @@ from app.cache.connection import Breaker, open_redis
 from app.cache.event_log import EventLog
 from app.cache.gate import RequestGate
 from app.cache.keys import CacheKeys
+from app.cache.poll_results import PollResultsCache
 from app.cache.response_cache import ResponseCache
 from app.cache.role_cache import RoleCache
 from app.collector import collect_young, settle
-from app.discord.client import DiscordRest, DiscordRestError, DiscordUnauthorized
+from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnauthorized
 from app.discord.oauth import DiscordOAuth
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout
@@ -59,9 +60,12 @@ from app.live.access_watch import AccessWatch
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
 from app.polls.service import PollService
+from app.polls.votes import VoteService
+from app.roles.errors import DiscordUnavailable as RolesDiscordUnavailable
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, database_url, require_secret_key, require_token
 from app.storage.api_keys import ApiKeyStore
+from app.storage.ballots import BallotStore
 from app.storage.database import Database, DatabaseError
 from app.storage.login_sessions import LoginSessionStore
 from app.storage.polls import PollStore
@@ -182,11 +186,37 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         )
     )
 
-    polls = PollService(PollStore(database), roles)
+    poll_store = PollStore(database)
+    polls = PollService(poll_store, roles)
+
+    async def member_roles(guild_id: int, user_id: int) -> frozenset[int]:
+        # Only polls restricted to some roles ask; the bot sees the member as Discord has it now.
+        try:
+            member = await discord.member(guild_id, user_id)
+        except DiscordNotFound:
+            return frozenset()
+        except DiscordRestError as error:
+            raise RolesDiscordUnavailable(
+                "Discord cannot tell your roles now, and this poll takes votes from some roles only;"
+                " try again shortly."
+            ) from error
+        return frozenset(int(role) for role in member.get("roles", []))
+
+    votes = VoteService(
+        poll_store,
+        BallotStore(database),
+        PollResultsCache(role_cache, ttl=settings.role_cache_ttl),
+        member_roles=member_roles,
+    )
 
     def context(principal: Principal, request_id: str | None = None) -> RequestContext:
         context = RequestContext(
-            roles, principal=principal, max_guilds=settings.max_guilds_per_request, live=live, polls=polls
+            roles,
+            principal=principal,
+            max_guilds=settings.max_guilds_per_request,
+            live=live,
+            polls=polls,
+            votes=votes,
         )
         if request_id is not None:
             context.request_id = request_id

@@ -63,6 +63,14 @@ class CacheKeys:
         """A signed-in user's identity, guilds and permissions, cached briefly from Discord."""
         return f"{self.prefix}viewer:{session_hash}"
 
+    def poll_results(self, poll_id: int) -> str:
+        """A poll's results document (counts per option, voters), replaced by every vote."""
+        return f"{self.prefix}poll_results:{poll_id}"
+
+    def interaction(self, interaction_id: int) -> str:
+        """Marks a Discord interaction as handled: one delivered twice counts once."""
+        return f"{self.prefix}interaction:{interaction_id}"
+
     def discord_budget(self, scope: str) -> str:
         """The Discord requests one bot made lately in one of Discord's rate limits (``global``,
         ``channel:<id>:post``): a sorted set of request times, shared by its processes."""

@@ -220,3 +220,18 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+
+# Replace a versioned document only with a newer one (votes commit in order, but their writes
+# to Redis may arrive in any order). ARGV: version, document, ttl in seconds. Returns 1 if
+# written.
+PUT_IF_NEWER = """
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local version = tonumber(string.match(stored, '^(%d+):'))
+  if version and version >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""

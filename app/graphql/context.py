@@ -14,6 +14,7 @@ from app.graphql.loaders import RolesLoader
 from app.graphql.poll_loader import PollsLoader
 from app.live.feed import LiveFeed
 from app.polls.service import PollService
+from app.polls.votes import VoteService
 from app.roles.service import RoleService
 from app.roles.snapshot import Stale
 
@@ -47,6 +48,7 @@ class RequestContext:
     stale: dict[int, Stale] = field(default_factory=dict)
     # Polls; None where a context serves none (tests of the roles API alone).
     polls: PollService | None = None
+    votes: VoteService | None = None
     # Set when the answer read data the response cache cannot tell changed (polls).
     uncacheable: bool = False
     loader: RolesLoader = field(init=False)
@@ -57,7 +59,7 @@ class RequestContext:
             self.roles, self.versions, self.stale, max_guilds=self.max_guilds, principal=self.principal
         )
         if self.polls is not None:
-            self.poll_loader = PollsLoader(self.polls, self.principal, self._read_polls)
+            self.poll_loader = PollsLoader(self.polls, self.principal, self._read_polls, self.votes)
 
     def _read_polls(self) -> None:
         self.uncacheable = True
@@ -77,6 +79,7 @@ class RequestContext:
             "credentials": self.credentials,
             "recheck": self.recheck,
             "polls": self.polls,
+            "votes": self.votes,
         }
         return RequestContext(self.roles, **{**base, **changes})
 

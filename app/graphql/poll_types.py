@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Any
 
 import strawberry
+from strawberry.types import Info
 
+from app.access.errors import Forbidden
+from app.access.policy import WRITE_POLLS, authorize
+from app.access.principal import PrincipalKind
 from app.polls.errors import PollInputError
 from app.polls.record import PollRecord, Status, Visibility
+from app.polls.votes import results_visible
 
 MAX_POLL_ID = 2**63 - 1  # a BIGINT
 
@@ -60,8 +66,48 @@ class PollProblem:
     at: datetime
 
 
+@strawberry.type(description="Votes for one option.")
+class OptionResult:
+    position: int
+    votes: int
+
+
+@strawberry.type(description="A poll's results: votes per option and how many people voted.")
+class PollResults:
+    options: list[OptionResult]
+    voters: int = strawberry.field(description="People with a ballot (a ballot may hold several options).")
+    version: int = strawberry.field(description="Grows with every vote.")
+
+
+@strawberry.type(description="Someone who voted, and when their ballot last changed.")
+class PollVoter:
+    user_id: strawberry.ID
+    voted_at: datetime
+
+
+@strawberry.type(description="A page of a poll's voters, first ballots first.")
+class PollVoterConnection:
+    nodes: list[PollVoter]
+    page_info: PageInfo
+
+
+def voter_cursor(ballot_id: int) -> str:
+    return base64.urlsafe_b64encode(f"ballot:{ballot_id}".encode()).decode()
+
+
+def after_ballot(cursor: str) -> int:
+    try:
+        kind, _, number = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        kind, number = "", ""
+    if kind != "ballot" or not (number.isascii() and number.isdigit()) or len(number) > 19:
+        raise PollInputError("after", "after must be an endCursor from an earlier page of voters.")
+    return int(number)
+
+
 @strawberry.type(description="A poll: its question and options, when it runs, and whom it pings.")
 class Poll:
+    record: strawberry.Private[PollRecord]
     id: strawberry.ID
     guild_id: strawberry.ID
     channel_id: strawberry.ID
@@ -87,9 +133,62 @@ class Poll:
     version: int = strawberry.field(description="Grows with every change; updatePoll's expectedVersion.")
     problem: PollProblem | None = strawberry.field(description="Null while all is well on Discord's side.")
 
+    @strawberry.field(
+        description="Votes per option and voters; null while the results are hidden (AFTER_CLOSE: until"
+        " the poll closes, except for managers)."
+    )
+    async def results(self, info: Info[Any, None]) -> PollResults | None:
+        if not results_visible(self.record, info.context.principal):
+            return None
+        found = await info.context.poll_loader.results(self.record.id)
+        if found is None:
+            return None
+        return PollResults(
+            options=[OptionResult(position=p, votes=v) for p, v in enumerate(found.counts)],
+            voters=found.voters,
+            version=found.version,
+        )
+
+    @strawberry.field(
+        description="The options the signed-in caller chose; null without a ballot (or for keys)."
+    )
+    async def my_ballot(self, info: Info[Any, None]) -> list[int] | None:
+        principal = info.context.principal
+        if principal.kind is not PrincipalKind.USER:
+            return None
+        chosen = await info.context.poll_loader.ballot(self.record.id, int(principal.id))
+        return None if chosen is None else sorted(chosen)
+
+    @strawberry.field(
+        description="Who voted (for one option, if given), for managers; never for an anonymous poll."
+    )
+    async def voters(
+        self, info: Info[Any, None], position: int | None = None, first: int = 20, after: str | None = None
+    ) -> PollVoterConnection:
+        poll = self.record
+        authorize(info.context.principal, poll.guild_id, WRITE_POLLS)
+        if poll.anonymous:
+            raise Forbidden(f"Poll {poll.id} is anonymous: who voted is never shown, to anyone.")
+        if not 1 <= first <= 100:
+            raise PollInputError("first", f"first must be between 1 and 100; got {first}.")
+        if position is not None and not 0 <= position < len(poll.options):
+            raise PollInputError("position", f"Poll {poll.id} has no option {position}.")
+        start = None if after is None else after_ballot(after)
+        page = await info.context.poll_loader.votes.ballots.voters(
+            poll.id, position, limit=first + 1, after_ballot=start
+        )
+        shown = page[:first]
+        return PollVoterConnection(
+            nodes=[PollVoter(user_id=strawberry.ID(str(user)), voted_at=at) for _, user, at in shown],
+            page_info=PageInfo(
+                end_cursor=voter_cursor(shown[-1][0]) if shown else None, has_next_page=len(page) > first
+            ),
+        )
+
     @classmethod
     def of(cls, poll: PollRecord) -> Poll:
         return cls(
+            record=poll,
             id=strawberry.ID(str(poll.id)),
             guild_id=strawberry.ID(str(poll.guild_id)),
             channel_id=strawberry.ID(str(poll.channel_id)),

@@ -28,6 +28,13 @@ from app.polls.errors import PollInputError
 from app.polls.service import FIELD_NAMES, PollService
 
 Context = Info[RequestContext, None]
+
+
+def poll_id_of(value: strawberry.ID) -> int:
+    """The mutations' own argument is named pollId; it is reported as such."""
+    return poll_id(value, "pollId")
+
+
 MAX_PAGE = 100
 
 
@@ -159,6 +166,21 @@ class Mutation:
     )
     async def cancel_poll(self, info: Context, id: strawberry.ID) -> Poll:
         return Poll.of(await _service(info).cancel(info.context.principal, poll_id(id)))
+
+    @strawberry.mutation(
+        description="Vote in an open poll as the signed-in user: `positions` replace any earlier vote"
+        " (at most maxChoices; one of allowedRoleIds held, when set). API keys never vote."
+    )
+    async def cast_vote(self, info: Context, poll_id: strawberry.ID, positions: list[int]) -> Poll:
+        voted = await info.context.poll_loader.votes.cast(
+            info.context.principal, poll_id_of(poll_id), positions
+        )
+        return Poll.of(voted.poll)
+
+    @strawberry.mutation(description="Take the signed-in user's vote back, while the poll is open.")
+    async def retract_vote(self, info: Context, poll_id: strawberry.ID) -> Poll:
+        voted = await info.context.poll_loader.votes.retract(info.context.principal, poll_id_of(poll_id))
+        return Poll.of(voted.poll)
 
     @strawberry.mutation(
         description="Delete a poll (its data is kept, hidden); deleteMessage also deletes its Discord"

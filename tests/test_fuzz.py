@@ -134,7 +134,7 @@ async def test_generated_queries_never_get_a_500(
     await asyncio.to_thread(run_fuzz)
     assert len(sent) >= 1000
     # The run reached real data, not only refusals.
-    assert len(with_data) >= 150, len(with_data)
+    assert len(with_data) >= 100, len(with_data)
     response = await api.client.post("/graphql", json={"query": "{ apiVersion }"})
     assert response.status_code == 200
 

@@ -44,6 +44,7 @@ from app.cache.connection import Breaker, open_redis
 from app.cache.event_log import EventLog
 from app.cache.gate import RequestGate
 from app.cache.keys import CacheKeys
+from app.cache.poll_events import PollEventLog
 from app.cache.poll_results import PollResultsCache
 from app.cache.response_cache import ResponseCache
 from app.cache.role_cache import RoleCache
@@ -59,6 +60,8 @@ from app.graphql.streaming import StreamingView, wants_event_stream
 from app.live.access_watch import AccessWatch
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
+from app.polls.events import PollEvents
+from app.polls.record import PollRecord
 from app.polls.service import PollService
 from app.polls.votes import VoteService
 from app.roles.errors import DiscordUnavailable as RolesDiscordUnavailable
@@ -73,6 +76,10 @@ from app.storage.polls import PollStore
 log = logging.getLogger(__name__)
 
 
+async def _votes_changed(events: PollEvents, poll: PollRecord) -> None:
+    events.votes_changed(poll)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -81,6 +88,8 @@ class Services:
     role_cache: RoleCache
     roles: RoleService
     hub: EventHub
+    poll_hub: EventHub
+    events: PollEvents
     graphql: GraphQLEndpoint
     streaming: StreamingView
     database: Database
@@ -139,6 +148,10 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
     hub = EventHub(role_cache, queue_limit=settings.subscriber_queue_limit)
     live = LiveFeed(hub, EventLog(role_cache))
+    poll_streams = role_cache.keys.poll_events
+    poll_hub = EventHub(role_cache, queue_limit=settings.subscriber_queue_limit, stream=poll_streams)
+    poll_live = LiveFeed(poll_hub, EventLog(role_cache, stream=poll_streams))
+    events = PollEvents(PollEventLog(role_cache, stream_length=settings.event_stream_length))
     responses = ResponseCache(role_cache, ttl=settings.role_cache_ttl) if settings.response_cache else None
 
     allowed_origins = frozenset(settings.cors_origins) - {"*"}
@@ -187,7 +200,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
 
     poll_store = PollStore(database)
-    polls = PollService(poll_store, roles)
+    polls = PollService(poll_store, roles, events=events)
 
     async def member_roles(guild_id: int, user_id: int) -> frozenset[int]:
         # Only polls restricted to some roles ask; the bot sees the member as Discord has it now.
@@ -207,6 +220,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         BallotStore(database),
         PollResultsCache(role_cache, ttl=settings.role_cache_ttl),
         member_roles=member_roles,
+        on_change=lambda poll, results: _votes_changed(events, poll),
     )
 
     def context(principal: Principal, request_id: str | None = None) -> RequestContext:
@@ -217,6 +231,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
             live=live,
             polls=polls,
             votes=votes,
+            poll_live=poll_live,
         )
         if request_id is not None:
             context.request_id = request_id
@@ -246,8 +261,8 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
     streaming.access_watch.start()
     return Services(
-        settings, client, discord, role_cache, roles, hub, endpoint, streaming, database, keys,
-        authenticator, auth, oauth,
+        settings, client, discord, role_cache, roles, hub, poll_hub, events, endpoint, streaming, database,
+        keys, authenticator, auth, oauth,
     )  # fmt: skip
 
 
@@ -255,6 +270,8 @@ async def close_services(services: Services) -> None:
     await services.streaming.access_watch.close()
     services.streaming.fanout.sender.close()
     await services.hub.close()
+    await services.events.close()
+    await services.poll_hub.close()
     await services.discord.close()
     if services.oauth is not None:
         await services.oauth.close()

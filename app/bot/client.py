@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from app.bot.sync import GatewaySync
+from app.polls.buttons import Click
 
 
 class _NoVoiceNotice(logging.Filter):
@@ -27,6 +28,7 @@ class PollyBot(discord.AutoShardedClient):
         *,
         shard_count: int | None = None,
         on_channel_deleted: Callable[[int], Awaitable[None]] | None = None,
+        on_click: Callable[[Click], Awaitable[None]] | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # roles, channels and the bot's own member; nothing privileged
@@ -39,6 +41,7 @@ class PollyBot(discord.AutoShardedClient):
         )
         self.sync = sync
         self.on_channel_deleted = on_channel_deleted
+        self.on_click = on_click
 
     async def on_socket_raw_receive(self, message: str) -> None:
         # discord.py starts these handlers in the order messages arrived; feeding is the
@@ -48,3 +51,14 @@ class PollyBot(discord.AutoShardedClient):
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         if self.on_channel_deleted is not None:
             await self.on_channel_deleted(channel.id)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if self.on_click is None or interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, object] = dict(interaction.data or {})
+        custom_id = data.get("custom_id")
+        if not isinstance(custom_id, str):
+            return
+        user = interaction.user
+        roles = frozenset(role.id for role in user.roles) if isinstance(user, discord.Member) else frozenset()
+        await self.on_click(Click(interaction.id, interaction.token, custom_id, user.id, roles))

@@ -14,12 +14,20 @@ from app.bot.client import PollyBot
 from app.bot.sync import GatewaySync
 from app.cache.connection import Breaker, CacheUnavailable, open_redis
 from app.cache.discord_budget import DiscordBudget
+from app.cache.interactions import InteractionLog
 from app.cache.keys import CacheKeys
+from app.cache.poll_events import PollEventLog
+from app.cache.poll_results import PollResultsCache
 from app.cache.role_cache import RoleCache
 from app.discord.client import DiscordRest, DiscordRestError, point_discord_py_at
+from app.polls.buttons import ButtonVotes
+from app.polls.events import PollEvents
+from app.polls.record import PollRecord
 from app.polls.scheduler import RateLimits, Scheduler
+from app.polls.votes import VoteService
 from app.roles.snapshot import GuildSnapshot
 from app.settings import Settings, SettingsError, database_url, require_token
+from app.storage.ballots import BallotStore
 from app.storage.database import Database, DatabaseError
 from app.storage.polls import PollStore
 
@@ -116,8 +124,30 @@ async def run_bot(
     point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
     cache = role_cache_for(settings, redis_client)
     sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
+    events = PollEvents(PollEventLog(cache, stream_length=settings.event_stream_length))
     scheduler = await open_scheduler(settings, token, sync, cache)
-    bot = PollyBot(sync, shard_count=settings.shard_count, on_channel_deleted=scheduler.channel_deleted)
+    scheduler.events = events
+
+    async def votes_changed(poll: PollRecord, results: object) -> None:
+        events.votes_changed(poll)
+
+    buttons = ButtonVotes(
+        VoteService(
+            scheduler.store,
+            BallotStore(scheduler.store.database),
+            PollResultsCache(cache, ttl=settings.role_cache_ttl),
+            on_change=votes_changed,
+        ),
+        scheduler.store,
+        scheduler.discord,
+        InteractionLog(cache),
+    )
+    bot = PollyBot(
+        sync,
+        shard_count=settings.shard_count,
+        on_channel_deleted=scheduler.channel_deleted,
+        on_click=buttons.handle,
+    )
     stop = stop or asyncio.Event()
     if handle_signals:
         loop = asyncio.get_running_loop()
@@ -149,6 +179,7 @@ async def run_bot(
         for task in (*tasks, connection):
             task.cancel()
         await asyncio.gather(*tasks, connection, stopping, return_exceptions=True)
+        await events.close()
         await scheduler.discord.close()
         await scheduler.store.database.close()
         await cache.redis.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ class GuildEvent:
     channel_id: int | None
     version: int
     at: str
+    poll_id: int | None = None  # poll events only
 
     @property
     def order(self) -> tuple[int, int]:
@@ -54,6 +56,7 @@ class GuildEvent:
             channel_id=number("channel_id"),
             version=int(fields["version"]),
             at=str(fields["at"]),
+            poll_id=number("poll_id"),
         )
 
     @classmethod
@@ -63,9 +66,14 @@ class GuildEvent:
         return cls.from_fields(str(data["id"]), data)
 
 
+# Which stream of a guild: its role changes (guild_events), or its polls' (poll_events).
+Stream = Callable[[int], str]
+
+
 class EventLog:
-    def __init__(self, cache: RoleCache) -> None:
+    def __init__(self, cache: RoleCache, stream: Stream | None = None) -> None:
         self._cache = cache
+        self._stream = stream or cache.keys.guild_events
 
     async def after(self, guild_id: int, since: str) -> list[GuildEvent] | None:
         """The events after ``since``, oldest first; None when the stream no longer holds
@@ -73,7 +81,7 @@ class EventLog:
         sends, so some would be missing."""
         if parse_event_id(since) is None:
             return None
-        key = self._cache.keys.guild_events(guild_id)
+        key = self._stream(guild_id)
         try:
             entries = cast(
                 list[tuple[Any, Any]],
@@ -88,7 +96,7 @@ class EventLog:
         return [GuildEvent.from_fields(_text(entry_id), _decode(fields)) for entry_id, fields in entries[1:]]
 
     async def latest_id(self, guild_id: int) -> str | None:
-        key = self._cache.keys.guild_events(guild_id)
+        key = self._stream(guild_id)
         entries = cast(
             list[tuple[Any, Any]],
             await self._cache.breaker.call(lambda: self._cache.redis.xrevrange(key, count=1)),

@@ -63,6 +63,10 @@ class CacheKeys:
         """A signed-in user's identity, guilds and permissions, cached briefly from Discord."""
         return f"{self.prefix}viewer:{session_hash}"
 
+    def poll_events(self, guild_id: int) -> str:
+        """A guild's poll changes (a stream for replay, and the pub/sub channel of the same name)."""
+        return f"{self.prefix}poll_events:{guild_id}"
+
     def poll_results(self, poll_id: int) -> str:
         """A poll's results document (counts per option, voters), replaced by every vote."""
         return f"{self.prefix}poll_results:{poll_id}"

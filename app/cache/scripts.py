@@ -235,3 +235,14 @@ end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
+
+# A poll's change: appended to its guild's poll stream and announced on the channel of the same
+# name, atomically. KEYS[1]: the stream. ARGV: guild id, poll id, kind, version, time, stream
+# length. Returns the event id.
+APPEND_POLL_EVENT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*',
+  'guild_id', ARGV[1], 'poll_id', ARGV[2], 'kind', ARGV[3], 'version', ARGV[4], 'at', ARGV[5])
+redis.call('PUBLISH', KEYS[1], cjson.encode({id = id, guild_id = ARGV[1], poll_id = ARGV[2],
+  kind = ARGV[3], version = ARGV[4], at = ARGV[5]}))
+return id
+"""

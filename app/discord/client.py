@@ -261,3 +261,13 @@ class DiscordRest:
 
     async def delete_message(self, channel_id: int, message_id: int) -> None:
         await self._call(self.http.delete_message(channel_id, message_id))
+
+    async def interaction_callback(self, interaction_id: int, token: str, payload: dict[str, Any]) -> None:
+        """The initial response to an interaction (a button click): within Discord's 3 seconds."""
+        route = discord.http.Route(
+            "POST",
+            "/interactions/{interaction_id}/{interaction_token}/callback",
+            interaction_id=interaction_id,
+            interaction_token=token,
+        )
+        await self._call(self.http.request(route, json=payload))

@@ -28,6 +28,8 @@ class RequestContext:
     max_guilds: int = 25
     # Live updates; None where a context serves no subscriptions.
     live: LiveFeed | None = None
+    # Poll changes, likewise.
+    poll_live: LiveFeed | None = None
     # A shared subscription's private replay: stop after the missed events.
     replay_only: bool = False
     # Told each event's id just before its message is yielded, so that a shared subscription
@@ -75,6 +77,7 @@ class RequestContext:
             "principal": self.principal,
             "max_guilds": self.max_guilds,
             "live": self.live,
+            "poll_live": self.poll_live,
             "connection_params": self.connection_params,
             "credentials": self.credentials,
             "recheck": self.recheck,

@@ -63,6 +63,10 @@ class PollsLoader:
             raise poll_not_found(poll_id)
         return found
 
+    async def poll_or_none(self, poll_id: int) -> PollRecord | None:
+        """The poll, or None when it does not exist (any more) or may not be read."""
+        return await self._loader.load(poll_id)
+
     def prime(self, polls: Sequence[PollRecord]) -> None:
         for poll in polls:
             self._loader.prime(poll.id, poll)

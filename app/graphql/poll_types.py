@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry.types import Info
@@ -15,6 +15,9 @@ from app.access.principal import PrincipalKind
 from app.polls.errors import PollInputError
 from app.polls.record import PollRecord, Status, Visibility
 from app.polls.votes import results_visible
+
+if TYPE_CHECKING:
+    from app.graphql.poll_loader import PollsLoader
 
 MAX_POLL_ID = 2**63 - 1  # a BIGINT
 
@@ -108,6 +111,9 @@ def after_ballot(cursor: str) -> int:
 @strawberry.type(description="A poll: its question and options, when it runs, and whom it pings.")
 class Poll:
     record: strawberry.Private[PollRecord]
+    # Where its results and ballot are read: the request's loader, or, for a subscription's
+    # message, the loader of that message (a loader remembers what it read).
+    loader: strawberry.Private[Any]  # PollsLoader | None (Strawberry must resolve the annotation)
     id: strawberry.ID
     guild_id: strawberry.ID
     channel_id: strawberry.ID
@@ -140,7 +146,7 @@ class Poll:
     async def results(self, info: Info[Any, None]) -> PollResults | None:
         if not results_visible(self.record, info.context.principal):
             return None
-        found = await info.context.poll_loader.results(self.record.id)
+        found = await self._loader(info).results(self.record.id)
         if found is None:
             return None
         return PollResults(
@@ -156,7 +162,7 @@ class Poll:
         principal = info.context.principal
         if principal.kind is not PrincipalKind.USER:
             return None
-        chosen = await info.context.poll_loader.ballot(self.record.id, int(principal.id))
+        chosen = await self._loader(info).ballot(self.record.id, int(principal.id))
         return None if chosen is None else sorted(chosen)
 
     @strawberry.field(
@@ -174,7 +180,7 @@ class Poll:
         if position is not None and not 0 <= position < len(poll.options):
             raise PollInputError("position", f"Poll {poll.id} has no option {position}.")
         start = None if after is None else after_ballot(after)
-        page = await info.context.poll_loader.votes.ballots.voters(
+        page = await self._loader(info).votes.ballots.voters(
             poll.id, position, limit=first + 1, after_ballot=start
         )
         shown = page[:first]
@@ -185,10 +191,15 @@ class Poll:
             ),
         )
 
+    def _loader(self, info: Info[Any, None]) -> PollsLoader:
+        loader: PollsLoader = self.loader if self.loader is not None else info.context.poll_loader
+        return loader
+
     @classmethod
-    def of(cls, poll: PollRecord) -> Poll:
+    def of(cls, poll: PollRecord, loader: PollsLoader | None = None) -> Poll:
         return cls(
             record=poll,
+            loader=loader,
             id=strawberry.ID(str(poll.id)),
             guild_id=strawberry.ID(str(poll.guild_id)),
             channel_id=strawberry.ID(str(poll.channel_id)),

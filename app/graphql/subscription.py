@@ -13,6 +13,7 @@ from strawberry.types import Info
 from app.access.errors import Unauthenticated
 from app.access.policy import READ_ROLES, authorize
 from app.graphql.context import RequestContext
+from app.graphql.poll_subscription import PollUpdated, poll_updated
 from app.graphql.types import GuildRolesChanged, GuildRolesChangeKind, Role, optional_id, snowflake
 from app.live.feed import GuildEvent, LiveFeed
 from app.roles.errors import InvalidInput, LiveUnavailable
@@ -102,3 +103,11 @@ class Subscription:
                 if context.announce is not None:
                     context.announce(message.event_id)
                 yield message
+
+    poll_updated: AsyncGenerator[PollUpdated, None] = strawberry.subscription(
+        resolver=poll_updated,
+        description="Every change of a guild's polls (or, with `pollId`, of one) as it happens: the poll"
+        " and its results as you may see them (null once deleted). Votes are coalesced. With `since`"
+        " (an `eventId` received earlier), the changes after it are replayed first; if they are no"
+        " longer kept, the first message is RESYNCED.",
+    )

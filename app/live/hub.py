@@ -18,7 +18,7 @@ from typing import Final
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from app.cache.event_log import GuildEvent
+from app.cache.event_log import GuildEvent, Stream
 from app.cache.role_cache import RoleCache
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,16 @@ class Listener:
 
 
 class EventHub:
-    def __init__(self, cache: RoleCache, *, queue_limit: int = 256, retry_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        cache: RoleCache,
+        *,
+        queue_limit: int = 256,
+        retry_interval: float = 1.0,
+        stream: Stream | None = None,
+    ) -> None:
         self._cache = cache
+        self._stream = stream or cache.keys.guild_events
         self._queue_limit = queue_limit
         self._retry_interval = retry_interval
         self._listeners: dict[int, set[Listener]] = defaultdict(set)
@@ -67,7 +75,7 @@ class EventHub:
         self._has_subscriptions = asyncio.Event()
 
     def channel(self, guild_id: int) -> str:
-        return self._cache.keys.guild_events(guild_id)
+        return self._stream(guild_id)
 
     @property
     def guilds(self) -> int:

@@ -24,13 +24,14 @@ from typing import Any
 from app.cache.discord_budget import DiscordBudget, Limit
 from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnavailable
 from app.polls import message, rules
+from app.polls.events import PollChange, PollEvents
 from app.polls.record import Pending, PollRecord, Status, Visibility
 from app.polls.service import Clock, utc_now
 from app.roles.errors import ChannelNotFound
 from app.roles.pingability import bot_abilities, validate_role
 from app.roles.snapshot import GuildSnapshot
 from app.storage.database import DatabaseError
-from app.storage.polls import PollStore
+from app.storage.polls import VISIBLE, PollStore
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,12 @@ class Scheduler:
         budget: DiscordBudget | None = None,
         limits: RateLimits = RateLimits(),
         discord_timeout: float = 10.0,
+        events: PollEvents | None = None,
     ) -> None:
         self.store = store
         self.budget = budget
         self.discord_timeout = discord_timeout
+        self.events = events
         self.limits = limits
         self.discord = discord
         self.snapshots = snapshots
@@ -187,8 +190,23 @@ class Scheduler:
             if poll.problem is not None and poll.problem.code in RETRIED and "problem_code" not in facts:
                 facts.update(_NO_PROBLEM)
         applied = await self.store.settle(poll, self.owner, facts, plan, self.clock())
+        await self._announce(poll, facts, plan if applied else {})
         next_due = plan.get("due_at")
         return not applied or (next_due is not None and next_due <= self.clock())
+
+    async def _announce(self, poll: PollRecord, facts: Plan, plan: Plan) -> None:
+        if self.events is None:
+            return
+        status = plan.get("status")
+        if status == Status.OPEN.value and poll.status is Status.SCHEDULED:
+            change = PollChange.OPENED
+        elif status == Status.CLOSED.value and poll.status is not Status.CLOSED:
+            change = PollChange.CLOSED
+        elif any(key in VISIBLE for key in (*facts, *plan)):
+            change = PollChange.UPDATED
+        else:
+            return
+        await self.events.changed(poll, change)
 
     # -- what is owed ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from app.access.policy import READ_POLLS, WRITE_POLLS, allows, authorize, requir
 from app.access.principal import Principal, PrincipalKind
 from app.polls import rules
 from app.polls.errors import PollConflict, PollInputError, poll_not_found
+from app.polls.events import PollChange, PollEvents
 from app.polls.record import OptionRecord, Pending, PollRecord, Status, Visibility
 from app.polls.rules import PollDraft
 from app.roles.errors import RolesError
@@ -89,10 +90,18 @@ def _conflict(poll: PollRecord, message: str) -> PollConflict:
 
 
 class PollService:
-    def __init__(self, store: PollStore, roles: RoleService, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: PollStore, roles: RoleService, clock: Clock = utc_now, events: PollEvents | None = None
+    ) -> None:
         self.store = store
         self.roles = roles
         self.clock = clock
+        self.events = events
+
+    async def _announce(self, poll: PollRecord, change: PollChange) -> PollRecord:
+        if self.events is not None:
+            await self.events.changed(poll, change)
+        return poll
 
     async def guild(self, guild_id: int) -> GuildSnapshot:
         """The guild's cached role data (filled from Discord only when nothing is cached)."""
@@ -140,7 +149,7 @@ class PollService:
             "attempts": 0,
             "posts": 0,
         }
-        return await self.store.create(values, draft.options)
+        return await self._announce(await self.store.create(values, draft.options), PollChange.CREATED)
 
     async def update(
         self, principal: Principal, poll_id: int, expected_version: int, given: dict[str, Any]
@@ -178,7 +187,10 @@ class PollService:
             # A scheduled poll may be posted as it is now: a change must not race the post.
             unleased=poll.status is Status.SCHEDULED,
         )
-        return self._done(poll_id, changed, "changed (it may be being posted: read it again)")
+        return await self._announce(
+            self._done(poll_id, changed, "changed (it may be being posted: read it again)"),
+            PollChange.UPDATED,
+        )
 
     def _open_changes(self, poll: PollRecord, given: dict[str, Any]) -> None:
         for name in given:
@@ -210,7 +222,9 @@ class PollService:
             statuses=[Status.SCHEDULED],
             now=now,
         )
-        return self._done(poll_id, changed, "opened now: only a scheduled poll can be")
+        return await self._announce(
+            self._done(poll_id, changed, "opened now: only a scheduled poll can be"), PollChange.UPDATED
+        )
 
     async def close(self, principal: Principal, poll_id: int) -> PollRecord:
         await self._writable(principal, poll_id)
@@ -221,7 +235,9 @@ class PollService:
             statuses=[Status.OPEN],
             now=now,
         )
-        return self._done(poll_id, changed, "closed: only an open poll can be")
+        return await self._announce(
+            self._done(poll_id, changed, "closed: only an open poll can be"), PollChange.CLOSED
+        )
 
     async def reopen(self, principal: Principal, poll_id: int, closes_at: datetime) -> PollRecord:
         poll = await self._writable(principal, poll_id)
@@ -240,7 +256,9 @@ class PollService:
             statuses=[Status.CLOSED],
             now=now,
         )
-        return self._done(poll_id, changed, "reopened: only a closed poll can be")
+        return await self._announce(
+            self._done(poll_id, changed, "reopened: only a closed poll can be"), PollChange.REOPENED
+        )
 
     async def cancel(self, principal: Principal, poll_id: int) -> PollRecord:
         await self._writable(principal, poll_id)
@@ -252,7 +270,10 @@ class PollService:
             statuses=[Status.SCHEDULED, Status.OPEN],
             now=now,
         )
-        return self._done(poll_id, changed, "cancelled: only a scheduled or open poll can be")
+        return await self._announce(
+            self._done(poll_id, changed, "cancelled: only a scheduled or open poll can be"),
+            PollChange.CANCELLED,
+        )
 
     async def delete(self, principal: Principal, poll_id: int, delete_message: bool) -> PollRecord:
         await self._writable(principal, poll_id)
@@ -267,7 +288,7 @@ class PollService:
             statuses=list(Status),
             now=now,
         )
-        return self._done(poll_id, changed, "deleted")
+        return await self._announce(self._done(poll_id, changed, "deleted"), PollChange.DELETED)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -169,3 +169,37 @@ async def test_the_message_follows_the_votes_with_edits_coalesced(
     await wait_until(shows_the_votes, within=15)
     made = polls.api.sandbox.stats.snapshot()["by_route"].get(edits, 0) - before  # type: ignore[union-attr]
     assert 1 <= made <= 3, made  # nine votes in a burst: one edit, and at most one per 2 s after
+
+
+async def test_the_csv_export_names_voters_only_to_managers_and_never_for_anonymous_polls(
+    polls: Polls, people: dict[str, Person]
+) -> None:
+    named, secret = await polls.create(name="Named"), await polls.create(name="Secret", anonymous=True)
+    for poll in (named, secret):
+        await polls.until_status(poll["id"], "OPEN")
+        for person in people.values():
+            await person.run(VOTE, p=poll["id"], pos=[0 if person.name != "bob" else 1])
+    user_ids = {str(u.id): u.username for u in polls.api.sandbox.fixture.users}
+
+    async def export(person: Person, poll: dict[str, Any]) -> str:
+        response = await person.client.get(f"/polls/{poll['id']}/results.csv")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/csv")
+        return response.text
+
+    managed = await export(people["alice"], named)
+    assert "position,option,votes\r\n0,Pizza,2\r\n1,Sushi,1" in managed and "voters,3" in managed
+    named_voters = {line.split(",")[0] for line in managed.splitlines()} & set(user_ids)
+    assert {user_ids[uid] for uid in named_voters} == {"alice", "bob", "carol"}
+    member = await export(people["carol"], named)
+    assert "0,Pizza,2" in member and not any(uid in member for uid in user_ids)
+    for person in people.values():
+        anonymous = await export(person, secret)
+        assert "0,Pizza,2" in anonymous and not any(uid in anonymous for uid in user_ids)
+    keyed = await polls.api.client.get(f"/polls/{named['id']}/results.csv", headers=polls.auth)
+    assert keyed.status_code == 200 and "0,Pizza,2" in keyed.text
+    async with httpx.AsyncClient(base_url=polls.api.url) as anonymous_client:
+        nobody = await anonymous_client.get(f"/polls/{named['id']}/results.csv")
+    assert nobody.status_code == 401
+    missing = await people["carol"].client.get("/polls/999999/results.csv")
+    assert missing.status_code == 404 and missing.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"

@@ -39,6 +39,7 @@ from app.access.principal import Principal
 from app.api.auth import AuthRoutes
 from app.api.connections import ConnectionGuard, TransportLimits
 from app.api.health import healthz, readyz
+from app.api.results_csv import ResultsExport
 from app.cache.access_cache import AccessCache
 from app.cache.connection import Breaker, open_redis
 from app.cache.event_log import EventLog
@@ -90,6 +91,7 @@ class Services:
     hub: EventHub
     poll_hub: EventHub
     events: PollEvents
+    results_export: ResultsExport
     graphql: GraphQLEndpoint
     streaming: StreamingView
     database: Database
@@ -261,8 +263,9 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
     streaming.access_watch.start()
     return Services(
-        settings, client, discord, role_cache, roles, hub, poll_hub, events, endpoint, streaming, database,
-        keys, authenticator, auth, oauth,
+        settings, client, discord, role_cache, roles, hub, poll_hub, events,
+        ResultsExport(endpoint.gatekeeper, polls, votes), endpoint, streaming, database, keys, authenticator,
+        auth, oauth,
     )  # fmt: skip
 
 
@@ -407,6 +410,11 @@ def _auth(
     return endpoint
 
 
+async def _results_csv(request: Request) -> Response:
+    export: ResultsExport = request.app.state.services.results_export
+    return await export(request)
+
+
 def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -> PollyApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -431,6 +439,7 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
         Route("/auth/login", _auth(AuthRoutes.login)),
         Route("/auth/callback", _auth(AuthRoutes.callback)),
         Route("/auth/logout", _auth(AuthRoutes.logout), methods=["GET", "POST"]),
+        Route("/polls/{poll_id}/results.csv", _results_csv),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -3,12 +3,15 @@ last message exact, replay from `since`, and results as each subscriber may see 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tests.conftest import wait_until
 from tests.poll_stack import Polls
 from tests.test_socket_promises import Socket, open_socket  # noqa: F401 (a fixture)
 from tests.test_votes import VOTE, Person, people  # noqa: F401 (a fixture)
@@ -92,3 +95,31 @@ async def test_since_replays_what_was_missed_and_an_unknown_point_resyncs(
     only_one = await subscribe(p=one["id"], since="0-0")
     resynced = await update(only_one)
     assert resynced["kind"] == "RESYNCED" and resynced["poll"]["name"] == "One"
+
+
+async def test_server_sent_events_and_the_legacy_protocol_carry_poll_updates(
+    polls: Polls,
+    open_socket: Callable[..., Awaitable[Socket]],  # noqa: F811
+) -> None:
+    legacy = await open_socket(polls.api, "graphql-ws", headers=polls.auth)
+    await legacy.start("1", UPDATES, {"g": str(polls.guild)})
+    body = {"query": UPDATES, "variables": {"g": str(polls.guild)}}
+    headers = {**polls.auth, "Accept": "text/event-stream"}
+    async with polls.api.client.stream("POST", "/graphql", json=body, headers=headers) as response:
+        assert response.status_code == 200
+
+        async def held() -> bool:  # the stream's Redis subscription is in place
+            numbers = await polls.api.services.redis.pubsub_numsub(f"poll_events:{polls.guild}")
+            return bool(numbers[0][1] >= 1) and polls.api.services.poll_hub.guilds == 1
+
+        await wait_until(held, within=10)
+        await polls.create(name="Both ways")
+        created = None
+        async with asyncio.timeout(10):
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and "CREATED" in line:
+                    created = json.loads(line[5:])["data"]["pollUpdated"]
+                    break
+    assert created is not None and created["poll"]["name"] == "Both ways"
+    message = await legacy.receive()
+    assert message["type"] == "data" and message["payload"]["data"]["pollUpdated"]["kind"] == "CREATED"

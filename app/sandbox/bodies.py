@@ -163,3 +163,30 @@ class MessageFields(Body):
     tts: bool | None = None
     nonce: Annotated[str | int, PlainValidator(_nonce)] | None = None
     enforce_nonce: bool | None = None
+
+
+class InteractionMessageFields(MessageFields):
+    """A message through an interaction: the ``data`` of callback types 4 and 7, a follow-up,
+    or an edit of the original response (the spec's ``IncomingWebhookInteractionRequest`` and
+    its update partials)."""
+
+    flags: int | None = None
+
+
+# The spec's InteractionCallbackTypes; 10 (PREMIUM_REQUIRED) is gone from it, as from Discord.
+CALLBACK_TYPES = (1, 4, 5, 6, 7, 8, 9, 12, 13)
+
+
+def _callback_type(value: int) -> int:
+    if value not in CALLBACK_TYPES:
+        # Discord lists the choices in braces here, unlike its other choice errors.
+        choices = ", ".join(map(str, CALLBACK_TYPES))
+        raise form_problem("BASE_TYPE_CHOICES", f"Value must be one of {{{choices}}}.")
+    return value
+
+
+class InteractionCallback(Body):
+    """``POST /interactions/{interaction_id}/{interaction_token}/callback``."""
+
+    type: Annotated[int, AfterValidator(_callback_type)]
+    data: InteractionMessageFields | None = None

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.discord.snowflake import parse_snowflake
-from app.sandbox import messages, oauth, shapes, users
+from app.sandbox import interactions, messages, oauth, shapes, users
 from app.sandbox.bodies import RoleFields
 from app.sandbox.errors import DiscordError
 from app.sandbox.faults import FaultRule
@@ -26,7 +26,7 @@ control = web.RouteTableDef()
 
 
 # Route tables of the REST API beyond app/sandbox/rest.py's own.
-EXTRA_API_ROUTES = (users.routes, messages.routes, oauth.api_routes)
+EXTRA_API_ROUTES = (users.routes, messages.routes, interactions.routes, oauth.api_routes)
 
 
 def known_routes() -> set[str]:
@@ -63,6 +63,8 @@ async def get_stats(request: web.Request) -> web.Response:
 @control.post("/_sandbox/stats/reset")
 async def reset_stats(request: web.Request) -> web.Response:
     request.app[STATS].reset()
+    # The interactions' counts (GET /_sandbox/interactions/stats) start again with the calls'.
+    request.app[STATE].interactions.reset_stats()
     return json_response(request.app[STATS].snapshot())
 
 

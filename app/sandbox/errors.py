@@ -62,6 +62,22 @@ def invalid_json() -> DiscordError:
     return DiscordError(400, 50109, "The request body contains invalid JSON.")
 
 
+def unknown_interaction() -> DiscordError:
+    return DiscordError(404, 10062, "Unknown interaction")
+
+
+def already_acknowledged() -> DiscordError:
+    return DiscordError(400, 40060, "Interaction has already been acknowledged.")
+
+
+def unknown_webhook() -> DiscordError:
+    return DiscordError(404, 10015, "Unknown Webhook")
+
+
+def invalid_webhook_token() -> DiscordError:
+    return DiscordError(401, 50027, "Invalid Webhook Token")
+
+
 def empty_message() -> DiscordError:
     return DiscordError(400, 50006, "Cannot send an empty message")
 

@@ -147,6 +147,13 @@ class Message(Model):
     embeds: list[dict[str, Any]] = Field(default_factory=list)
     # Action rows of buttons, as Discord returns them (numbered; see app.sandbox.components).
     components: list[dict[str, Any]] = Field(default_factory=list)
+    # Discord's message flags (64 EPHEMERAL, 128 LOADING, ...).
+    flags: int = 0
+    # Set on the messages an application posts through an interaction's webhook (its id for
+    # both), with the interaction they answer (``MessageComponentInteractionMetadataResponse``).
+    webhook_id: Snowflake | None = None
+    application_id: Snowflake | None = None
+    interaction_metadata: dict[str, Any] | None = None
 
 
 class Channel(Model):

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from app.sandbox import shapes
-from app.sandbox.state import GUILD_MEMBERS, Dispatch, GuildState, SandboxState
+from app.sandbox.state import GUILD_MEMBERS, NO_INTENT, Dispatch, GuildState, SandboxState
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class Session:
     def wants(self, event: Dispatch, bot_id: int) -> bool:
         if not self.covers(event.guild_id):
             return False
+        if event.intent == NO_INTENT:
+            return True
         if event.intent == GUILD_MEMBERS and event.user_id == bot_id:
             return True  # Discord sends the current user's member updates without the intent
         return bool(self.intents & event.intent)

@@ -40,7 +40,7 @@ def message_json(
     return shapes.message_json(message, channel.id, state.users[message.author_id], mentioned, nonce)
 
 
-def _dispatch_message(
+def dispatch_message(
     state: SandboxState,
     name: str,
     guild: GuildState,
@@ -97,24 +97,31 @@ def _mentions(guild: GuildState, content: str, body: MessageFields, channel_perm
     )
 
 
-def create_message(state: SandboxState, channel_id: int, body: MessageFields) -> JSON:
-    """Post as the bot; with ``enforce_nonce``, a nonce the bot used in this channel within the
-    last minutes answers with that message and posts nothing."""
-    guild, channel = state.channel(channel_id)
-    channel_permissions = _check_can_send(state, guild, channel)
+def _rich(embeds: list[JSON] | None) -> list[JSON]:
+    # Discord keeps the embeds apps send as "rich" ones, and says so in every answer.
+    return [{**embed, "type": "rich"} for embed in embeds or []]
+
+
+def _checked_components(body: MessageFields, *, allow_empty: bool = False) -> list[JSON]:
+    """The body's components as kept, after Discord's checks of what a new message holds."""
     _validate_allowed_mentions(body)
     components = checked_components(body.components) if body.components else []
-    content = body.content or ""
-    if not content and not body.embeds and not components:
+    if not body.content and not body.embeds and not components and not allow_empty:
         raise errors.empty_message()
-    kept = guild.messages.setdefault(channel.id, {})
-    if body.nonce is not None and body.enforce_nonce:
-        sent = state.nonces.find(channel.id, state.bot.id, body.nonce)
-        # A deleted first message no longer holds its nonce.
-        if sent is not None and sent.message_id in kept:
-            return message_json(state, channel, kept[sent.message_id], sent.nonce)
+    return components
+
+
+def _new_message(
+    state: SandboxState,
+    guild: GuildState,
+    channel_permissions: int,
+    body: MessageFields,
+    components: list[JSON],
+    **extra: Any,
+) -> Message:
+    content = body.content or ""
     mentions = _mentions(guild, content, body, channel_permissions)
-    message = Message(
+    return Message(
         id=state.ids.next(),
         author_id=state.bot.id,
         content=content,
@@ -122,28 +129,62 @@ def create_message(state: SandboxState, channel_id: int, body: MessageFields) ->
         mention_roles=mentions.role_ids,
         mention_user_ids=mentions.user_ids,
         mention_everyone=mentions.everyone,
-        embeds=body.embeds or [],
+        embeds=_rich(body.embeds),
         components=components,
+        **extra,
     )
+
+
+def build_message(
+    state: SandboxState,
+    guild: GuildState,
+    channel_permissions: int,
+    body: MessageFields,
+    *,
+    allow_empty: bool = False,
+    **extra: Any,
+) -> Message:
+    """A new message by the bot from a request's fields, checked as Discord checks them, and not
+    yet kept anywhere; ``extra`` sets the Message's other fields (flags, webhook_id, ...)."""
+    components = _checked_components(body, allow_empty=allow_empty)
+    return _new_message(state, guild, channel_permissions, body, components, **extra)
+
+
+def keep_message(guild: GuildState, channel: Channel, message: Message) -> None:
+    kept = guild.messages.setdefault(channel.id, {})
     kept[message.id] = message
     while len(kept) > MESSAGES_KEPT_PER_CHANNEL:
         del kept[next(iter(kept))]
+
+
+def create_message(state: SandboxState, channel_id: int, body: MessageFields) -> JSON:
+    """Post as the bot; with ``enforce_nonce``, a nonce the bot used in this channel within the
+    last minutes answers with that message and posts nothing."""
+    guild, channel = state.channel(channel_id)
+    channel_permissions = _check_can_send(state, guild, channel)
+    components = _checked_components(body)
+    kept = guild.messages.get(channel.id, {})
+    if body.nonce is not None and body.enforce_nonce:
+        sent = state.nonces.find(channel.id, state.bot.id, body.nonce)
+        # A deleted first message no longer holds its nonce.
+        if sent is not None and sent.message_id in kept:
+            return message_json(state, channel, kept[sent.message_id], sent.nonce)
+    message = _new_message(state, guild, channel_permissions, body, components)
+    keep_message(guild, channel, message)
     if body.nonce is not None:
         state.nonces.remember(channel.id, state.bot.id, body.nonce, message.id)
-    _dispatch_message(state, "MESSAGE_CREATE", guild, channel, message, body.nonce)
+    dispatch_message(state, "MESSAGE_CREATE", guild, channel, message, body.nonce)
     return message_json(state, channel, message, body.nonce)
 
 
-def update_message(state: SandboxState, channel_id: int, message_id: int, body: MessageFields) -> JSON:
-    guild, channel = state.channel(channel_id)
-    message = _kept(guild, channel, message_id)
-    if message.author_id != state.bot.id and any(
-        body.given(field) for field in ("content", "embeds", "components")
-    ):
-        raise errors.not_author()
+def edit_message(
+    state: SandboxState, guild: GuildState, channel: Channel, message: Message, body: MessageFields
+) -> None:
+    """Apply an edit's fields to ``message`` (Discord's checks on them); dispatching is the
+    caller's business, as an ephemeral message is never dispatched."""
     _validate_allowed_mentions(body)
     content = (body.content or "") if body.given("content") else message.content
-    embeds = (body.embeds or []) if body.given("embeds") else message.embeds
+    embeds = _rich(body.embeds) if body.given("embeds") else message.embeds
     # Components given replace the message's (and are numbered afresh); null or [] removes them.
     components = (
         (checked_components(body.components) if body.components else [])
@@ -160,7 +201,17 @@ def update_message(state: SandboxState, channel_id: int, message_id: int, body: 
     message.mention_user_ids = mentions.user_ids
     message.mention_everyone = mentions.everyone
     message.edited_timestamp = datetime.now(UTC)
-    _dispatch_message(state, "MESSAGE_UPDATE", guild, channel, message)
+
+
+def update_message(state: SandboxState, channel_id: int, message_id: int, body: MessageFields) -> JSON:
+    guild, channel = state.channel(channel_id)
+    message = _kept(guild, channel, message_id)
+    if message.author_id != state.bot.id and any(
+        body.given(field) for field in ("content", "embeds", "components")
+    ):
+        raise errors.not_author()
+    edit_message(state, guild, channel, message, body)
+    dispatch_message(state, "MESSAGE_UPDATE", guild, channel, message)
     return message_json(state, channel, message)
 
 

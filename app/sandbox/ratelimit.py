@@ -76,13 +76,14 @@ class RateLimiter:
         self._buckets.clear()
         self._global.clear()
 
-    def check(self, principal: str, route: str, major: str) -> Verdict:
-        """Count one request of ``principal`` (a token) to ``route`` for ``major`` parameters."""
+    def check(self, principal: str, route: str, major: str, *, global_limit: bool = True) -> Verdict:
+        """Count one request of ``principal`` (a token) to ``route`` for ``major`` parameters;
+        without ``global_limit`` (interaction routes) the global limit neither applies nor counts it."""
         if not self.config.enabled:
             return Verdict(True, {})
         now = time.time()
         glob = self._global.setdefault(principal, _Window(self.config.global_per_second, 1.0))
-        if not glob.take(now):
+        if global_limit and not glob.take(now):
             retry = glob.reset_after(now)
             return Verdict(
                 False,

@@ -36,9 +36,19 @@ UNMATCHED = "(unmatched route)"
 # Discord serves the gateway URL without a token; the OAuth2 endpoints authenticate the client
 # (or nobody, for the browser's authorize page) themselves.
 _PUBLIC_ROUTES = {"GET /gateway", "GET /oauth2/authorize", "POST /oauth2/token", "POST /oauth2/token/revoke"}
+# An interaction's routes (app.sandbox.interactions): the token in the path authorizes the call,
+# with or without the bot's Authorization (the spec's security is [{}, {"BotToken": []}]), and
+# Discord leaves them out of the bot's global rate limit.
+_INTERACTION_ROUTES = {
+    "POST /interactions/{interaction_id}/{interaction_token}/callback",
+    "POST /webhooks/{application_id}/{interaction_token}",
+    "GET /webhooks/{application_id}/{interaction_token}/messages/@original",
+    "PATCH /webhooks/{application_id}/{interaction_token}/messages/@original",
+}
 # The routes a user's OAuth2 Bearer token may call; every other route is the bot's alone.
 _BEARER_ROUTES = {"GET /users/@me", "GET /users/@me/guilds"}
-_MAJOR_PARAMETERS = ("channel_id", "guild_id")
+# Discord's major parameters; a webhook's token is one, and an interaction's token is its webhook's.
+_MAJOR_PARAMETERS = ("channel_id", "guild_id", "interaction_token")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 B = TypeVar("B", bound=BaseModel)
@@ -123,7 +133,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     principal = _principal(request, route)
     if principal is not None:
         request[PRINCIPAL] = principal
-    elif route not in _PUBLIC_ROUTES:
+    elif route not in _PUBLIC_ROUTES and route not in _INTERACTION_ROUTES:
         raise errors.unauthorized()
     return await handler(request)
 
@@ -159,7 +169,8 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     route = route_of(request)
     major = ":".join(request.match_info.get(name, "") for name in _MAJOR_PARAMETERS)
     principal = request.get(PRINCIPAL)
-    verdict = request.app[LIMITER].check("" if principal is None else principal.rate_key, route, major)
+    key = "" if principal is None else principal.rate_key
+    verdict = request.app[LIMITER].check(key, route, major, global_limit=route not in _INTERACTION_ROUTES)
     if not verdict.allowed:
         body = limited_body(verdict.retry_after, is_global=verdict.is_global)
         return json_response(body, 429, verdict.headers)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from app.sandbox import oauth
+from app.sandbox import clicks, oauth
 from app.sandbox.control import EXTRA_API_ROUTES, GATEWAY, control
 from app.sandbox.faults import Faults
 from app.sandbox.fixture import Fixture
@@ -56,6 +56,7 @@ class Sandbox:
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/gateway/resume", self.gateway.handle)
         app.add_routes(control)
+        app.add_routes(clicks.control)
         app.on_shutdown.append(self._close_gateway)
         return app
 

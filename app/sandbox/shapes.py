@@ -246,9 +246,15 @@ def message_json(
         "attachments": [],
         "embeds": message.embeds,
         "pinned": False,
-        "flags": 0,
+        "flags": message.flags,
         "components": message.components,
     }
     if nonce is not None:
         data["nonce"] = nonce
+    if message.webhook_id is not None:
+        data["webhook_id"] = str(message.webhook_id)
+    if message.application_id is not None:
+        data["application_id"] = str(message.application_id)
+    if message.interaction_metadata is not None:
+        data["interaction_metadata"] = message.interaction_metadata
     return data

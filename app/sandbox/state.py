@@ -35,6 +35,7 @@ from app.sandbox.fixture import (
     RoleTags,
     User,
 )
+from app.sandbox.interaction_store import InteractionStore
 from app.sandbox.nonces import NonceRecord
 from app.sandbox.oauth_store import OAuthStore
 from app.sandbox.snowflake import SnowflakeGenerator
@@ -43,6 +44,8 @@ from app.sandbox.snowflake import SnowflakeGenerator
 GUILDS = 1 << 0
 GUILD_MEMBERS = 1 << 1
 GUILD_MESSAGES = 1 << 9
+# INTERACTION_CREATE goes to the guild's shard whatever the session's intents.
+NO_INTENT = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class SandboxState:
         self.ids = SnowflakeGenerator()
         self.oauth = OAuthStore()
         self.nonces = NonceRecord()
+        self.interactions = InteractionStore()
         self._listeners: list[Listener] = []
 
     # -- plumbing -----------------------------------------------------------------------------

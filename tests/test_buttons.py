@@ -130,3 +130,20 @@ async def test_the_same_interaction_delivered_twice_counts_once(polls: Polls) ->
     await buttons.handle(delivered)  # a toggle: applied twice it would undo itself
     await buttons.handle(delivered)
     assert await counts(polls, poll) == (1, [0, 1, 0])
+
+
+async def test_an_anonymous_polls_voters_reach_no_log_line(
+    polls: Polls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, DEBUG included
+    poll = await polls.until_status((await polls.create(anonymous=True))["id"], "OPEN")
+    voters = [user(polls, name) for name in ("alice", "bob", "carol")]
+    for name in ("alice", "bob", "carol"):
+        await click(polls, poll, name, 0)
+    await polls.run("mutation($id: ID!) { closePoll(id: $id) { id } }", {"id": poll["id"]})
+    await polls.until_status(poll["id"], "CLOSED")
+    ours = [r for r in caplog.records if r.name.startswith("app.") and not r.name.startswith("app.sandbox")]
+    assert ours, "nothing of the product logged: the check would prove nothing"
+    assert not [r.getMessage() for r in ours if any(v in r.getMessage() for v in voters)]
+    [message] = await polls.messages()
+    assert not any(v in str(message) for v in voters)

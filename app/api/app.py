@@ -61,6 +61,7 @@ from app.graphql.streaming import StreamingView, wants_event_stream
 from app.live.access_watch import AccessWatch
 from app.live.feed import LiveFeed
 from app.live.hub import EventHub
+from app.polls.event_reads import EventReads
 from app.polls.events import PollEvents
 from app.polls.record import PollRecord
 from app.polls.service import PollService
@@ -69,7 +70,7 @@ from app.roles.errors import DiscordUnavailable as RolesDiscordUnavailable
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, database_url, require_secret_key, require_token
 from app.storage.api_keys import ApiKeyStore
-from app.storage.ballots import BallotStore
+from app.storage.ballots import BallotStore, Results
 from app.storage.database import Database, DatabaseError
 from app.storage.login_sessions import LoginSessionStore
 from app.storage.polls import PollStore
@@ -225,6 +226,13 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         on_change=lambda poll, results: _votes_changed(events, poll),
     )
 
+    async def read_for_event(poll_id: int) -> tuple[PollRecord | None, Results | None]:
+        record = (await poll_store.get_many([poll_id])).get(poll_id)
+        results = (await votes.results([poll_id])).get(poll_id) if record is not None else None
+        return record, results
+
+    poll_reads = EventReads(read_for_event)
+
     def context(principal: Principal, request_id: str | None = None) -> RequestContext:
         context = RequestContext(
             roles,
@@ -234,6 +242,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
             polls=polls,
             votes=votes,
             poll_live=poll_live,
+            poll_reads=poll_reads,
         )
         if request_id is not None:
             context.request_id = request_id

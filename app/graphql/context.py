@@ -13,6 +13,7 @@ from app.errors import PollyError
 from app.graphql.loaders import RolesLoader
 from app.graphql.poll_loader import PollsLoader
 from app.live.feed import LiveFeed
+from app.polls.event_reads import EventReads
 from app.polls.service import PollService
 from app.polls.votes import VoteService
 from app.roles.service import RoleService
@@ -30,6 +31,8 @@ class RequestContext:
     live: LiveFeed | None = None
     # Poll changes, likewise.
     poll_live: LiveFeed | None = None
+    # Reads shared by every subscriber of one poll event in this process.
+    poll_reads: EventReads | None = None
     # A shared subscription's private replay: stop after the missed events.
     replay_only: bool = False
     # Told each event's id just before its message is yielded, so that a shared subscription
@@ -78,6 +81,7 @@ class RequestContext:
             "max_guilds": self.max_guilds,
             "live": self.live,
             "poll_live": self.poll_live,
+            "poll_reads": self.poll_reads,
             "connection_params": self.connection_params,
             "credentials": self.credentials,
             "recheck": self.recheck,

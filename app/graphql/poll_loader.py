@@ -67,6 +67,9 @@ class PollsLoader:
         """The poll, or None when it does not exist (any more) or may not be read."""
         return await self._loader.load(poll_id)
 
+    def prime_results(self, poll_id: int, results: Results | None) -> None:
+        self._results.prime(poll_id, results)
+
     def prime(self, polls: Sequence[PollRecord]) -> None:
         for poll in polls:
             self._loader.prime(poll.id, poll)

@@ -12,7 +12,7 @@ import strawberry
 from strawberry.types import Info
 
 from app.access.errors import Unauthenticated
-from app.access.policy import READ_POLLS, authorize
+from app.access.policy import READ_POLLS, allows, authorize
 from app.graphql.context import RequestContext
 from app.graphql.poll_types import Poll
 from app.graphql.poll_types import poll_id as parse_poll_id
@@ -50,12 +50,19 @@ class PollUpdated:
     poll: Poll | None
 
 
-async def _poll(context: RequestContext, poll_id_: int) -> Poll | None:
-    # A fresh read for each message: a loader caches for its request, and a subscription
-    # lives longer than one.
+async def _poll(context: RequestContext, poll_id_: int, event_id: str | None) -> Poll | None:
+    # A loader of its own for each message: a loader remembers what it read, and a
+    # subscription lives longer than one request.
     fresh = context.fresh(request_id=context.request_id)
-    readable = await fresh.poll_loader.poll_or_none(poll_id_)
-    return None if readable is None else Poll.of(readable, fresh.poll_loader)
+    if context.poll_reads is None:
+        readable = await fresh.poll_loader.poll_or_none(poll_id_)
+        return None if readable is None else Poll.of(readable, fresh.poll_loader)
+    record, results = await context.poll_reads.get(poll_id_, event_id)
+    if record is None or record.deleted or not allows(context.principal, record.guild_id, READ_POLLS):
+        return None
+    fresh.poll_loader.prime([record])
+    fresh.poll_loader.prime_results(record.id, results)
+    return Poll.of(record, fresh.poll_loader)
 
 
 async def poll_updated(
@@ -93,7 +100,7 @@ async def poll_updated(
                 kind=PollChangeKind(kind),
                 event_id=event_id,
                 at=at,
-                poll=None if about is None else await _poll(context, about),
+                poll=None if about is None else await _poll(context, about, event_id),
             )
             if context.announce is not None:
                 context.announce(event_id)

@@ -14,6 +14,16 @@ count), or a key for the guild with polls:write. A poll or guild the caller may 
 answered exactly like one that does not exist; a key lacking a scope gets FORBIDDEN naming it; a
 member without the permission gets FORBIDDEN; anonymous callers get UNAUTHENTICATED. Refusals
 hold no poll field value, and a refused mutation changes nothing.
+
+A second matrix (the vote cells) covers votes and results: castVote and retractVote (people who
+may read the poll, never keys; role-restricted polls need one of the roles), Poll.results (hidden
+from all but managers while an AFTER_CLOSE poll is open), Poll.myBallot (one's own only),
+Poll.voters (managers only, and nobody for an anonymous poll), GET /polls/{id}/results.csv (HTTP
+only) and pollUpdated (graphql-transport-ws only). Polls voted in are made, and their ballots
+cast, before the first test: a cell that votes or subscribes acts on a poll of its own, the others
+read shared ones. No answer (nor subscription message) holds a count of hidden results unless its
+caller may see them, none names a voter by Discord id unless it may (never about an anonymous
+poll): both are searched for in the raw bytes. A refused vote changes no result.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import contextlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +48,7 @@ from websockets.typing import Subprotocol
 
 from app.access.cookies import SESSION_COOKIE
 from app.bot.runner import run_bot
+from app.cache.event_log import EventLog
 from app.discord.client import point_discord_py_at
 from app.polls.record import Status
 from app.redis_server import RedisServer
@@ -46,6 +57,7 @@ from app.sandbox.fixture import Fixture, Role
 from app.sandbox.ratelimit import RateLimitConfig
 from app.sandbox.server import Sandbox
 from app.sandbox.snowflake import snowflake_at
+from app.storage.ballots import BallotStore, Results
 from app.storage.polls import PollStore
 from tests.conftest import (
     RunningApi,
@@ -53,6 +65,7 @@ from tests.conftest import (
     channel_id,
     create_key,
     guild_id,
+    role_id,
     start_api,
     stop_api,
     wait_until,
@@ -162,6 +175,173 @@ def cells() -> Iterable[Any]:
                 yield pytest.param(transport, row, operation, id=f"{transport}-{row}-{operation}")
 
 
+# -- the vote cells: votes and results --------------------------------------------------------------
+
+RESULTS = "results { voters version options { position votes } }"
+VOTE_DOCUMENTS = {
+    "castVote": "mutation($id: ID!, $positions: [Int!]!) "
+    f"{{ castVote(pollId: $id, positions: $positions) {{ id myBallot {RESULTS} }} }}",
+    "retractVote": f"mutation($id: ID!) {{ retractVote(pollId: $id) {{ id myBallot {RESULTS} }} }}",
+    "results": f"query($id: ID!) {{ poll(id: $id) {{ id status resultsVisibility {RESULTS} }} }}",
+    "myBallot": "query($id: ID!) { poll(id: $id) { id myBallot } }",
+    # A page of one voter: the data cells follow endCursor to the second (and last) page.
+    "voters": "query($id: ID!, $after: String) { poll(id: $id) { id voters(position: 0, first: 1, "
+    "after: $after) { nodes { userId votedAt } pageInfo { endCursor hasNextPage } } } }",
+    "pollUpdated": "subscription($g: ID!, $p: ID, $since: String) { pollUpdated(guildId: $g, "
+    "pollId: $p, since: $since) { guildId pollId kind eventId "
+    f"poll {{ id name status resultsVisibility {RESULTS} }} }} }}",
+}
+VOTES = {"castVote", "retractVote"}
+CAST = [1]  # what castVote cells choose: every ballot cast before the tests chose option 0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A poll of the vote cells: its options and settings, the ballots cast in it before the
+    tests (caller row: positions, cast in this order), and whether it is then closed."""
+
+    options: int = 2
+    max_choices: int = 1
+    hidden: bool = False  # resultsVisibility AFTER_CLOSE
+    anonymous: bool = False
+    restricted: bool = False  # allowedRoleIds: "Poll Voters" (bob, the moderator, holds it)
+    ballots: dict[str, list[int]] = field(default_factory=dict)
+    closed: bool = False
+
+
+# Three options, each ballot different (the owner casts none): myBallot shows whose it is.
+BALLOTS = {"member": [0], "moderator": [1], "manager": [0, 2]}
+EVERYONE_FIRST = {"member": [0], "moderator": [0], "manager": [0], "owner": [0]}
+SHARED = {  # read by every results, myBallot, voters and CSV cell
+    "live": Kind(options=3, max_choices=2, ballots=BALLOTS),
+    "hidden": Kind(options=3, max_choices=2, hidden=True, ballots=BALLOTS),
+    "closed": Kind(options=3, max_choices=2, hidden=True, ballots=BALLOTS, closed=True),
+    "anonymous": Kind(options=3, max_choices=2, anonymous=True, ballots=BALLOTS),
+}
+OWN = {  # one poll for each cell of these columns
+    "castVote": Kind(ballots=EVERYONE_FIRST),
+    "castVote@hidden": Kind(hidden=True, ballots=EVERYONE_FIRST),
+    "castVote@roles": Kind(restricted=True, ballots={"moderator": [0]}),
+    "retractVote": Kind(ballots=EVERYONE_FIRST),
+    "retractVote@roles": Kind(restricted=True, ballots={"moderator": [0]}),
+    "pollUpdated": Kind(options=3, max_choices=2, ballots=BALLOTS),
+    "pollUpdated@hidden": Kind(options=3, max_choices=2, hidden=True, ballots=BALLOTS),
+}
+# column: (operation, the poll it asks about: a shared one, or "own")
+COLUMNS = {
+    "castVote": ("castVote", "own"),
+    "castVote@hidden": ("castVote", "own"),
+    "castVote@roles": ("castVote", "own"),
+    "retractVote": ("retractVote", "own"),
+    "retractVote@roles": ("retractVote", "own"),
+    "myBallot": ("myBallot", "live"),
+    "voters": ("voters", "live"),
+    "voters@anon": ("voters", "anonymous"),
+    "results": ("results", "live"),
+    "results@hidden": ("results", "hidden"),
+    "results@closed": ("results", "closed"),
+    "pollUpdated": ("pollUpdated", "own"),
+    "pollUpdated@hidden": ("pollUpdated", "own"),
+    "csv": ("csv", "live"),
+    "csv@hidden": ("csv", "hidden"),
+    "csv@closed": ("csv", "closed"),
+    "csv@anon": ("csv", "anonymous"),
+}
+
+
+def transports_of(operation: str) -> list[str]:
+    """The CSV export is HTTP only; a subscription is served over WebSocket only."""
+    return {"csv": ["http"], "pollUpdated": ["ws"]}.get(operation, TRANSPORTS)
+
+
+# What each cell answers. Data: counts (the answer shows the results), null (results, or
+# myBallot, is null), mine (myBallot: the ballot the caller cast before the tests), data (the
+# voters, page by page), voters (a CSV of counts and who voted for what; counts: counts only).
+# Refusals: UNAUTH, NOT_FOUND ("Poll <id> does not exist.", or the guild's for pollUpdated),
+# and FORBIDDEN for NO_SCOPE (a key lacking polls:read, or polls:write; naming it), NO_KEYS
+# ("An API key never votes..."), NO_ROLE (none of allowedRoleIds), NO_PERM (Manage Server),
+# ANONYMOUS (voters of an anonymous poll) and HIDDEN (the CSV of hidden results).
+VOTE_TABLE = """
+           castVote  castVote@hidden castVote@roles retractVote retractVote@roles
+anonymous  UNAUTH    UNAUTH          UNAUTH         UNAUTH      UNAUTH
+key:read   NO_KEYS   NO_KEYS         NO_KEYS        NO_KEYS     NO_KEYS
+key:write  NO_SCOPE  NO_SCOPE        NO_SCOPE       NO_SCOPE    NO_SCOPE
+key:both   NO_KEYS   NO_KEYS         NO_KEYS        NO_KEYS     NO_KEYS
+key:other  NO_KEYS   NO_KEYS         NO_KEYS        NO_KEYS     NO_KEYS
+member     counts    null            NO_ROLE        counts      NO_ROLE
+moderator  counts    null            counts         counts      counts
+manager    counts    counts          NO_ROLE        counts      NO_ROLE
+owner      counts    counts          NO_ROLE        counts      NO_ROLE
+outsider   NOT_FOUND NOT_FOUND       NOT_FOUND      NOT_FOUND   NOT_FOUND
+"""
+READ_TABLE = """
+           myBallot  voters    voters@anon results   results@hidden results@closed
+anonymous  UNAUTH    UNAUTH    UNAUTH      UNAUTH    UNAUTH         UNAUTH
+key:read   null      NO_SCOPE  NO_SCOPE    counts    null           counts
+key:write  NO_SCOPE  NO_SCOPE  NO_SCOPE    NO_SCOPE  NO_SCOPE       NO_SCOPE
+key:both   null      data      ANONYMOUS   counts    counts         counts
+key:other  NOT_FOUND NOT_FOUND NOT_FOUND   NOT_FOUND NOT_FOUND      NOT_FOUND
+member     mine      NO_PERM   NO_PERM     counts    null           counts
+moderator  mine      NO_PERM   NO_PERM     counts    null           counts
+manager    mine      data      ANONYMOUS   counts    counts         counts
+owner      null      data      ANONYMOUS   counts    counts         counts
+outsider   NOT_FOUND NOT_FOUND NOT_FOUND   NOT_FOUND NOT_FOUND      NOT_FOUND
+"""
+EXPORT_TABLE = """
+           pollUpdated pollUpdated@hidden csv       csv@hidden csv@closed csv@anon
+anonymous  UNAUTH      UNAUTH             UNAUTH    UNAUTH     UNAUTH     UNAUTH
+key:read   counts      null               counts    HIDDEN     counts     counts
+key:write  NO_SCOPE    NO_SCOPE           NO_SCOPE  NO_SCOPE   NO_SCOPE   NO_SCOPE
+key:both   counts      counts             voters    voters     voters     counts
+key:other  NOT_FOUND   NOT_FOUND          NOT_FOUND NOT_FOUND  NOT_FOUND  NOT_FOUND
+member     counts      null               counts    HIDDEN     counts     counts
+moderator  counts      null               counts    HIDDEN     counts     counts
+manager    counts      counts             voters    voters     voters     counts
+owner      counts      counts             voters    voters     voters     counts
+outsider   NOT_FOUND   NOT_FOUND          NOT_FOUND NOT_FOUND  NOT_FOUND  NOT_FOUND
+"""
+REFUSALS = {
+    "UNAUTH": "UNAUTHENTICATED",
+    "NOT_FOUND": "NOT_FOUND",
+    **dict.fromkeys(["NO_SCOPE", "NO_KEYS", "NO_ROLE", "NO_PERM", "ANONYMOUS", "HIDDEN"], "FORBIDDEN"),
+}
+ANSWERED = {"counts", "null", "mine", "data", "voters"}
+CSV_STATUS = {"UNAUTHENTICATED": 401, "FORBIDDEN": 403, "NOT_FOUND": 404}
+
+
+def parse_outcomes(*tables: str) -> dict[str, dict[str, str]]:
+    matrix: dict[str, dict[str, str]] = {row: {} for row in ROWS}
+    for table in tables:
+        header, *rows = [line.split() for line in table.strip().splitlines()]
+        assert [row[0] for row in rows] == ROWS, rows
+        for name, *outcomes in rows:
+            assert set(outcomes) <= ANSWERED | set(REFUSALS), outcomes
+            matrix[name] |= dict(zip(header, outcomes, strict=True))
+    assert all(list(outcomes) == list(COLUMNS) for outcomes in matrix.values()), matrix
+    return matrix
+
+
+VOTE_MATRIX = parse_outcomes(VOTE_TABLE, READ_TABLE, EXPORT_TABLE)
+
+
+def vote_cells() -> Iterable[Any]:
+    for column, (operation, _) in COLUMNS.items():
+        for transport in transports_of(operation):
+            for row in ROWS:
+                yield pytest.param(transport, row, column, id=f"{transport}-{row}-{column}")
+
+
+def own_slots() -> list[tuple[str, str, str]]:
+    """(transport, row, column) of every cell that acts on a poll of its own."""
+    return [
+        (transport, row, column)
+        for column, (operation, about) in COLUMNS.items()
+        if about == "own"
+        for transport in transports_of(operation)
+        for row in ROWS
+    ]
+
+
 # -- the world --------------------------------------------------------------------------------------
 
 
@@ -193,6 +373,15 @@ class World:
     elsewhere: dict[str, Any]  # an open, posted poll of Quiet Corner
     secrets: list[str] = field(default_factory=list)  # every poll's values
     elsewhere_secrets: list[str] = field(default_factory=list)  # Quiet Corner's poll's values
+    # The vote cells'.
+    vote_polls: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # own polls
+    shared: dict[str, dict[str, Any]] = field(default_factory=dict)  # SHARED's polls, by name
+    kinds: dict[str, Kind] = field(default_factory=dict)  # poll id: how it was made
+    results: dict[str, tuple[dict[str, Any], Results]] = field(default_factory=dict)  # as made: admin, DB
+    user_ids: dict[str, str] = field(default_factory=dict)  # row: the person's Discord id
+    voters_role: int = 0  # Poll Voters
+    ballots: BallotStore | None = None
+    poll_log: EventLog | None = None  # the guilds' poll event streams
 
 
 def values_of(poll: dict[str, Any]) -> list[str]:
@@ -285,10 +474,22 @@ def draft(guild: int, channel: int, *, opens_in: timedelta | None = None) -> dic
     return given
 
 
-async def make_poll(world: World, guild: int, channel: int, state: str) -> dict[str, Any]:
-    """A poll in ``state``, made by the all-seeing key (SCHEDULED ones open in an hour)."""
+async def make_poll(
+    world: World, guild: int, channel: int, state: str, kind: Kind | None = None
+) -> dict[str, Any]:
+    """A poll in ``state``, made by the all-seeing key (SCHEDULED ones open in an hour); a vote
+    cells' poll as ``kind`` says."""
     opens_in = timedelta(hours=1) if state == "SCHEDULED" else None
-    body = await as_admin(world, "createPoll", {"input": draft(guild, channel, opens_in=opens_in)})
+    given = draft(guild, channel, opens_in=opens_in)
+    if kind is not None:
+        given |= {
+            "options": [{"text": f"option-{token()}"} for _ in range(kind.options)],
+            "maxChoices": kind.max_choices,
+            "resultsVisibility": "AFTER_CLOSE" if kind.hidden else "LIVE",
+            "anonymous": kind.anonymous,
+            "allowedRoleIds": [str(world.voters_role)] if kind.restricted else [],
+        }
+    body = await as_admin(world, "createPoll", {"input": given})
     assert "errors" not in body, body
     poll: dict[str, Any] = body["data"]["createPoll"]
     return poll
@@ -376,16 +577,26 @@ async def world(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
             admin, callers, {}, {}, {},
         )  # fmt: skip
 
+        world.voters_role = role_id(fixture, TARGET, "Poll Voters")
+        world.ballots = BallotStore(api.services.database)
+        world.poll_log = EventLog(api.services.role_cache, stream=api.services.role_cache.keys.poll_events)
+        for row, user_name in USERS.items():
+            world.user_ids[row] = str(next(user.id for user in fixture.users if user.username == user_name))
+
         # Each mutation cell's own poll, in the state where the mutation would succeed.
         channels = [channel_id(fixture, TARGET, "polls"), channel_id(fixture, TARGET, "general")]
         slots = [(t, row, op) for t in TRANSPORTS for row in ROWS for op in STATE_FOR]
         limit = asyncio.Semaphore(16)
 
-        async def made(index: int, state: str) -> dict[str, Any]:
+        async def made(index: int, state: str, kind: Kind | None = None) -> dict[str, Any]:
             async with limit:
-                return await make_poll(world, target, channels[index % 2], state)
+                return await make_poll(world, target, channels[index % 2], state, kind)
 
         made_polls = await asyncio.gather(*(made(i, STATE_FOR[slot[2]]) for i, slot in enumerate(slots)))
+        # The vote cells': one for each cell that votes or subscribes, then the shared ones.
+        kinds = [OWN[column] for _, _, column in own_slots()] + list(SHARED.values())
+        voted_in = await asyncio.gather(*(made(i, "OPEN", kind) for i, kind in enumerate(kinds)))
+        world.kinds = {poll["id"]: kind for poll, kind in zip(voted_in, kinds, strict=True)}
         elsewhere = await make_poll(
             world, guild_id(fixture, OTHER), channel_id(fixture, OTHER, "general"), "OPEN"
         )
@@ -394,10 +605,22 @@ async def world(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
             poll["id"]: "SCHEDULED" if STATE_FOR[op] == "SCHEDULED" else "OPEN"
             for (_, _, op), poll in zip(slots, made_polls, strict=True)
         }
+        opened |= dict.fromkeys(world.kinds, "OPEN")
         await settled(world, {**opened, elsewhere["id"]: "OPEN", showcase["id"]: "OPEN"})
+
+        async def cast(poll_id: str, kind: Kind) -> None:
+            """The poll's ballots, one after the other: its voters are listed in this order."""
+            async with limit:
+                for row, positions in kind.ballots.items():
+                    variables = {"id": poll_id, "positions": positions}
+                    answer = await over_http(callers[row], VOTE_DOCUMENTS["castVote"], variables)
+                    assert answer.status == 200 and not codes(answer), answer.text
+
+        await asyncio.gather(*(cast(poll_id, kind) for poll_id, kind in world.kinds.items()))
         closing = [
             poll["id"] for (_, _, op), poll in zip(slots, made_polls, strict=True) if op == "reopenPoll"
         ]
+        closing += [poll_id for poll_id, kind in world.kinds.items() if kind.closed]
         for poll_id in closing:
             body = await as_admin(world, "closePoll", {"id": poll_id})
             assert "errors" not in body, body
@@ -411,6 +634,22 @@ async def world(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
         world.elsewhere_secrets = values_of(world.elsewhere)
         world.secrets = [value for poll in final.values() for value in values_of(poll)]
         assert world.showcase["messageId"] and world.elsewhere["messageId"]
+        owned = len(own_slots())
+        mine = zip(own_slots(), voted_in[:owned], strict=True)
+        world.vote_polls = {slot: final[poll["id"]] for slot, poll in mine}
+        world.shared = {name: final[poll["id"]] for name, poll in zip(SHARED, voted_in[owned:], strict=True)}
+        found = await asyncio.gather(*(results_now(world, poll_id) for poll_id in world.kinds))
+        world.results = dict(zip(world.kinds, found, strict=True))
+        for poll_id, kind in world.kinds.items():  # the results are those of the ballots cast
+            counts = [0] * kind.options
+            for positions in kind.ballots.values():
+                for position in positions:
+                    counts[position] += 1
+            shown, stored = world.results[poll_id]
+            assert stored == Results(int(poll_id), stored.version, tuple(counts), len(kind.ballots))
+            assert shown == results_of(stored), (shown, stored)
+        # The ballots' VOTES_CHANGED events are out before the first pollUpdated cell listens.
+        await asyncio.sleep(2 * api.services.events.coalesce)
         yield world
 
 
@@ -634,3 +873,361 @@ async def test_another_guilds_channel_or_role_reads_like_a_made_up_one(
     assert not [value for value in others if value in answer.text], answer.text
     if poll is not None:
         assert await read_back(world, poll["id"]) == poll
+
+
+# -- the vote cells: one cell -----------------------------------------------------------------------
+
+# What only an answer with counts in it holds: Poll.results' keys, or the CSV's.
+COUNT_MARKERS = ['"votes"', '"voters"', "position,option,votes", "\nvoters,"]
+
+
+def results_of(stored: Results) -> dict[str, Any]:
+    """``stored`` as Poll.results shows it."""
+    options = [{"position": position, "votes": votes} for position, votes in enumerate(stored.counts)]
+    return {"voters": stored.voters, "version": stored.version, "options": options}
+
+
+async def results_now(world: World, poll_id: str) -> tuple[dict[str, Any], Results]:
+    """The poll's results as the all-seeing key reads them, and as the database keeps them."""
+    answer = await over_http(world.admin, VOTE_DOCUMENTS["results"], {"id": poll_id})
+    assert answer.status == 200 and not codes(answer), answer.text
+    assert world.ballots is not None
+    stored = (await world.ballots.results([int(poll_id)]))[int(poll_id)]
+    shown: dict[str, Any] = answer.body["data"]["poll"]["results"]
+    return shown, stored
+
+
+async def run(world: World, who: Who, transport: str, query: str, variables: dict[str, Any]) -> Answer:
+    if transport == "http":
+        return await over_http(who, query, variables)
+    return await over_ws(world.api, who, query, variables)
+
+
+async def over_csv(who: Who, poll_id: int | str) -> Answer:
+    caller = who.caller
+    headers = {**caller.headers, **who.http_headers}
+    response = await caller.client.get(f"/polls/{poll_id}/results.csv", headers=headers)
+    refused = response.headers.get("content-type", "").startswith("application/json")
+    return Answer(
+        response.status_code, response.json() if refused else {}, response.text, dict(response.headers)
+    )
+
+
+async def over_subscription(
+    world: World, who: Who, variables: dict[str, Any], trigger: Callable[[], Awaitable[None]] | None
+) -> Answer:
+    """graphql-transport-ws: subscribe to pollUpdated, ``trigger`` a change, and the first
+    message: a ``next`` with data, or the error (every message up to ``complete``)."""
+    caller = who.caller
+    received: list[str] = []
+    body: dict[str, Any] = {}
+    async with websockets.connect(
+        world.api.ws_url,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        additional_headers=caller.ws_headers,
+    ) as ws:
+        init: dict[str, Any] = {"type": "connection_init"}
+        if caller.init_payload is not None:
+            init["payload"] = caller.init_payload
+        await ws.send(json.dumps(init))
+        async with asyncio.timeout(10):
+            received.append(str(await ws.recv()))
+            assert json.loads(received[-1])["type"] == "connection_ack", received
+            payload = {"query": VOTE_DOCUMENTS["pollUpdated"], "variables": variables}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            if trigger is not None:
+                await trigger()
+            while True:
+                received.append(str(await ws.recv()))
+                message = json.loads(received[-1])
+                if message["type"] == "next":
+                    body = message["payload"]
+                    if not body.get("errors"):
+                        break  # the cell's message; the subscription goes on
+                elif message["type"] == "error":
+                    body = {"data": None, "errors": message["payload"]}
+                    break
+                elif message["type"] == "complete":
+                    break
+                else:
+                    assert message["type"] == "ping", message
+    return Answer(200, body, "\n".join(received))
+
+
+async def voter_pages(
+    world: World, who: Who, transport: str, poll_id: int | str
+) -> tuple[Answer, list[dict[str, Any]]]:
+    """Who voted for option 0, a page of one at a time following endCursor (three at most): the
+    first answer (holding every page's bytes), and the pages."""
+    pages: list[dict[str, Any]] = []
+    answers: list[Answer] = []
+    after = None
+    while len(pages) < 3:
+        answer = await run(
+            world, who, transport, VOTE_DOCUMENTS["voters"], {"id": str(poll_id), "after": after}
+        )
+        answers.append(answer)
+        poll = (answer.body.get("data") or {}).get("poll")
+        if codes(answer) or poll is None:
+            break
+        pages.append(poll["voters"])
+        if not poll["voters"]["pageInfo"]["hasNextPage"]:
+            break
+        after = poll["voters"]["pageInfo"]["endCursor"]
+    first = answers[0]
+    return Answer(first.status, first.body, "\n".join(a.text for a in answers), first.headers), pages
+
+
+async def ask_about(
+    world: World,
+    who: Who,
+    transport: str,
+    operation: str,
+    poll_id: int | str,
+    guild: int,
+    trigger: Callable[[], Awaitable[None]] | None = None,
+) -> Answer:
+    """``operation`` about poll ``poll_id`` (of ``guild``, for pollUpdated)."""
+    if operation == "csv":
+        return await over_csv(who, poll_id)
+    if operation == "pollUpdated":
+        # Replayed from the newest event on: the change triggered after subscribing comes first,
+        # whether it is sent before the live subscription starts or after.
+        assert world.poll_log is not None
+        since = await world.poll_log.latest_id(world.target)
+        assert since is not None
+        about = {"g": str(guild), "p": str(poll_id), "since": since}
+        return await over_subscription(world, who, about, trigger)
+    if operation == "voters":
+        return (await voter_pages(world, who, transport, poll_id))[0]
+    variables: dict[str, Any] = {"id": str(poll_id)}
+    if operation == "castVote":
+        variables["positions"] = CAST
+    return await run(world, who, transport, VOTE_DOCUMENTS[operation], variables)
+
+
+async def rename(world: World, poll: dict[str, Any]) -> str:
+    """A change of ``poll`` by the all-seeing key: its new name."""
+    name = f"renamed-{token()}"
+    variables = {"id": poll["id"], "v": poll["version"], "input": {"name": name}}
+    body = await as_admin(world, "updatePoll", variables)
+    assert "errors" not in body, body
+    return name
+
+
+def expected_csv(world: World, poll: dict[str, Any], named: bool) -> str:
+    """The export of ``poll``: counts, and who chose what when ``named`` (ballot by ballot)."""
+    kind = world.kinds[poll["id"]]
+    _, stored = world.results[poll["id"]]
+    texts = [option["text"] for option in poll["options"]]
+    lines = ["position,option,votes", *(f"{p},{text},{stored.counts[p]}" for p, text in enumerate(texts))]
+    lines += ["", f"voters,{stored.voters}"]
+    if named:
+        lines += ["", "user_id,position,option"]
+        for position, text in enumerate(texts):
+            chose = [row for row, positions in kind.ballots.items() if position in positions]
+            lines += [f"{world.user_ids[row]},{position},{text}" for row in chose]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def check_vote_refusal(
+    world: World, row: str, operation: str, expected: str, answer: Answer, poll: dict[str, Any]
+) -> list[str]:
+    code = REFUSALS[expected]
+    status = CSV_STATUS[code] if operation == "csv" else 200
+    got = f"HTTP {answer.status} {answer.text[:400]!r}"
+    if answer.status != status or codes(answer) != [code] or answer.body.get("data") is not None:
+        return [f"expected {expected} ({code}, HTTP {status}) and no data, got {got}"]
+    message = answer.body["errors"][0]["message"]
+    subject = f"Guild {world.target}" if operation == "pollUpdated" else f"Poll {poll['id']}"
+    exact = {
+        "NOT_FOUND": f"{subject} does not exist.",
+        "NO_KEYS": "An API key never votes on anyone's behalf; people vote signed in with Discord.",
+        "NO_ROLE": f"Only members with one of the roles <@&{world.voters_role}> may vote in poll"
+        f" {poll['id']}.",
+        "ANONYMOUS": f"Poll {poll['id']} is anonymous: who voted is never shown, to anyone.",
+        "HIDDEN": f"Poll {poll['id']}'s results are hidden until it closes.",
+    }
+    words = {
+        "NO_SCOPE": f"lacks the {READ if row == 'key:write' else WRITE} scope",
+        "NO_PERM": "Manage Server",
+    }
+    if expected in exact and message != exact[expected]:
+        return [f"{expected} should say {exact[expected]!r}, got {message!r}"]
+    if expected in words and words[expected] not in message:
+        return [f"{expected} should say {words[expected]!r}: {message!r}"]
+    return []
+
+
+async def check_vote_data(
+    world: World,
+    row: str,
+    operation: str,
+    expected: str,
+    answer: Answer,
+    poll: dict[str, Any],
+    pages: list[dict[str, Any]],
+    renamed: list[str],
+) -> list[str]:
+    got = f"HTTP {answer.status} {answer.text[:400]!r}"
+    kind = world.kinds[poll["id"]]
+    shown, stored = world.results[poll["id"]]
+    if operation == "csv":
+        export = expected_csv(world, poll, named=expected == "voters")
+        if answer.status != 200 or answer.text != export:
+            return [f"expected the CSV {export!r}, got {got}"]
+        headers = {key: answer.headers.get(key) for key in ("content-type", "content-disposition")}
+        file = f'attachment; filename="poll-{poll["id"]}-results.csv"'
+        if headers != {"content-type": "text/csv; charset=utf-8", "content-disposition": file}:
+            return [f"the CSV came with {headers}"]
+        return []
+    data = answer.body.get("data")
+    if answer.status != 200 or codes(answer) or not data:
+        return [f"expected {expected}, got {got}"]
+    if operation == "results":
+        wanted = {
+            "id": poll["id"],
+            "status": poll["status"],
+            "resultsVisibility": poll["resultsVisibility"],
+            "results": shown if expected == "counts" else None,
+        }
+        return [] if data["poll"] == wanted else [f"read {data['poll']}, expected {wanted}"]
+    if operation == "myBallot":
+        wanted = {"id": poll["id"], "myBallot": kind.ballots[row] if expected == "mine" else None}
+        return [] if data["poll"] == wanted else [f"read {data['poll']}, expected {wanted}"]
+    if operation == "voters":
+        listed = [[node["userId"] for node in page["nodes"]] for page in pages]
+        wanted_ids = [[world.user_ids[row]] for row, positions in kind.ballots.items() if 0 in positions]
+        more = [page["pageInfo"]["hasNextPage"] for page in pages]
+        problems = []
+        if listed != wanted_ids or more != [True] * (len(wanted_ids) - 1) + [False]:
+            problems.append(
+                f"voters of option 0 page by page: {listed} (more: {more}), expected {wanted_ids}"
+            )
+        for page in pages:
+            for node in page["nodes"]:
+                datetime.fromisoformat(node["votedAt"])
+        return problems
+    if operation == "pollUpdated":
+        message = data["pollUpdated"]
+        wanted = {
+            "guildId": str(world.target),
+            "pollId": poll["id"],
+            "kind": "UPDATED",
+            "eventId": message.get("eventId"),
+            "poll": {
+                "id": poll["id"],
+                "name": renamed[0] if renamed else None,
+                "status": "OPEN",
+                "resultsVisibility": poll["resultsVisibility"],
+                "results": shown if expected == "counts" else None,
+            },
+        }
+        if message != wanted or not isinstance(message["eventId"], str):
+            return [f"the first message is {message}, expected {wanted}"]
+        return []
+    # castVote, retractVote: the caller's ballot cast before the tests becomes CAST, or nothing.
+    before = kind.ballots.get(row, [])
+    after = [] if operation == "retractVote" else CAST
+    counts = list(stored.counts)
+    for position in before:
+        counts[position] -= 1
+    for position in after:
+        counts[position] += 1
+    voters = stored.voters + (1 if after and not before else 0) - (1 if before and not after else 0)
+    now = Results(stored.poll_id, stored.version + 1, tuple(counts), voters)
+    wanted = {
+        "id": poll["id"],
+        "myBallot": after or None,
+        "results": results_of(now) if expected == "counts" else None,
+    }
+    problems = (
+        [] if data[operation] == wanted else [f"{operation} answered {data[operation]}, expected {wanted}"]
+    )
+    read = await results_now(world, poll["id"])
+    if read != (results_of(now), now):
+        problems.append(f"after {operation} the results read {read}, expected {now}")
+    return problems
+
+
+@pytest.mark.parametrize(("transport", "row", "column"), list(vote_cells()))
+async def test_vote_access(world: World, transport: str, row: str, column: str) -> None:
+    """One vote cell: caller ``row`` does ``column``'s operation over ``transport`` about its
+    poll, and gets exactly what the matrix says. No count of hidden results is in an answer
+    that may not show them, no voter's id is in an answer that may not name them (nor ever
+    one about an anonymous poll); a refusal holds no poll's values, cannot be told from the
+    answer about a poll (or guild) that does not exist when the caller may not see the real
+    one, and a refused vote changed no result."""
+    operation, about = COLUMNS[column]
+    expected = VOTE_MATRIX[row][column]
+    who = world.callers[row]
+    poll = world.vote_polls[(transport, row, column)] if about == "own" else world.shared[about]
+    pages: list[dict[str, Any]] = []
+    renamed: list[str] = []
+
+    async def change() -> None:
+        renamed.append(await rename(world, poll))
+
+    if operation == "voters":
+        answer, pages = await voter_pages(world, who, transport, poll["id"])
+    else:
+        answer = await ask_about(world, who, transport, operation, poll["id"], world.target, change)
+
+    refused = expected in REFUSALS
+    if refused:
+        problems = check_vote_refusal(world, row, operation, expected, answer, poll)
+        leaked = [value for value in [*world.secrets, *renamed] if value in answer.text]
+        if leaked:
+            problems.append(f"the refusal holds poll field values {leaked}")
+    else:
+        problems = await check_vote_data(world, row, operation, expected, answer, poll, pages, renamed)
+    leaked = [value for value in world.elsewhere_secrets if value in answer.text]
+    if leaked:
+        problems.append(f"the answer holds Quiet Corner's poll's values {leaked}")
+
+    # Counts of hidden results only where they may be seen (and the search finds them there).
+    hidden = poll["resultsVisibility"] == "AFTER_CLOSE" and poll["status"] == "OPEN"
+    markers = [marker for marker in COUNT_MARKERS if marker in answer.text]
+    if hidden and expected in ("counts", "voters"):
+        if not markers:
+            problems.append("the search for counts finds none in an answer that shows them")
+    elif hidden and markers:
+        problems.append(f"the answer holds counts of hidden results ({markers}): {answer.text[:400]!r}")
+    # Who voted only where they may be named (and the search finds them there).
+    kind = world.kinds[poll["id"]]
+    named = {caller for caller, user in world.user_ids.items() if user in answer.text}
+    if operation == "voters" and expected == "data":
+        listed = {caller for caller, positions in kind.ballots.items() if 0 in positions}
+    else:
+        listed = set(kind.ballots) if expected == "voters" else set()
+    if named != listed:
+        problems.append(f"the answer names {sorted(named)} by Discord id, expected {sorted(listed)}")
+
+    if refused:
+        if operation in VOTES:
+            read = await results_now(world, poll["id"])
+            if read != world.results[poll["id"]]:
+                problems.append(
+                    f"the refused {operation} changed the results: {world.results[poll['id']]} -> {read}"
+                )
+        # An answer that may not depend on the poll (or guild): the same about one that does not exist.
+        if row not in READERS or expected == "NO_KEYS":
+            ghost = await ask_about(world, who, transport, operation, MADE_UP_POLL, MADE_UP_GUILD)
+            subject, made_up = (
+                (world.target, MADE_UP_GUILD) if operation == "pollUpdated" else (poll["id"], MADE_UP_POLL)
+            )
+            if normalized(ghost, made_up) != normalized(answer, subject):
+                problems.append(
+                    f"the real {subject}'s answer {answer.text[:300]!r} differs from made-up "
+                    f"{made_up}'s {ghost.text[:300]!r}"
+                )
+            if expected == "NOT_FOUND":
+                # ... and as the answer to a caller who could see it (vote in it), were it there.
+                reader = world.callers["owner"] if operation in VOTES else world.admin
+                missing = await ask_about(world, reader, transport, operation, MADE_UP_POLL, MADE_UP_GUILD)
+                if normalized(missing, made_up) != normalized(answer, subject):
+                    problems.append(
+                        f"the refusal {answer.text[:300]!r} differs from one about something that does"
+                        f" not exist, {missing.text[:300]!r}"
+                    )
+    assert not problems, f"{transport} / {row} / {column}:\n" + "\n".join(problems)

@@ -104,7 +104,8 @@ def options(given: list[tuple[str, str | None]]) -> tuple[OptionRecord, ...]:
         if folded in seen:
             raise PollInputError(
                 field,
-                f"{field} repeats option {seen[folded]} ({cleaned!r}); options must differ (ignoring case).",
+                f"Option {position + 1} ({cleaned!r}) repeats option {seen[folded] + 1}; options must differ"
+                " (ignoring case).",
             )
         seen[folded] = position
         if emoji is not None:

@@ -66,6 +66,7 @@ class VoteService:
 
     async def retract(self, principal: Principal, poll_id: int) -> Voted:
         poll = await self._votable(principal, poll_id)
+        await self._check_roles(poll, int(principal.id), None)
         return await self._vote(poll, int(principal.id), lambda before: frozenset())
 
     # -- buttons ---------------------------------------------------------------------------------

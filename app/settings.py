@@ -181,6 +181,13 @@ class Settings(BaseSettings):
     discord_channel_window: float = Field(
         default=5.0, gt=0, le=3600, description="The window of POLLY_DISCORD_CHANNEL_RATE (s)."
     )
+    interaction_defer_after: float = Field(
+        default=1.0,
+        ge=0,
+        le=2.5,
+        description="Seconds polly bot waits for a button vote to be recorded before acknowledging"
+        " the click first (Discord allows 3) and editing the answer in afterwards.",
+    )
     data_dir: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "polly",
         description="Directory of the SQLite database when POLLY_DATABASE_URL is not set.",

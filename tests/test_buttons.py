@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from app.cache.interactions import InteractionLog
 from app.polls.buttons import ButtonVotes, Click
-from tests.conftest import role_id, wait_until
+from tests.conftest import RunningBot, role_id, wait_until
 from tests.poll_stack import Polls
 from tests.test_access_matrix import log_in
 from tests.test_votes import VOTE, Person
@@ -147,3 +148,22 @@ async def test_an_anonymous_polls_voters_reach_no_log_line(
     assert not [r.getMessage() for r in ours if any(v in r.getMessage() for v in voters)]
     [message] = await polls.messages()
     assert not any(v in str(message) for v in voters)
+
+
+async def test_a_slow_vote_is_acknowledged_first_and_its_answer_edited_in(
+    stack: Polls, bot_factory: Callable[..., Awaitable[RunningBot]], redis_url: str
+) -> None:
+    # Every vote counts as slow: the bot acknowledges at once, then tells the voter.
+    await bot_factory(redis_url, data_dir=stack.api.settings.data_dir, interaction_defer_after=0)
+    poll = await stack.until_status((await stack.create())["id"], "OPEN")
+    seen = await click(stack, poll, "carol", 1)
+    assert seen["answered"] is True and seen["response"]["type"] == 5 and seen["ephemeral"] is True
+    told: dict[str, Any] = {}
+
+    async def edited_in() -> bool:
+        told.update(await stack.http.control("GET", f"/_sandbox/interactions/{seen['interaction_id']}"))
+        original = told.get("original_response") or {}
+        return "You voted **Sushi**" in (original.get("content") or "")
+
+    await wait_until(edited_in, within=10)
+    assert await counts(stack, poll) == (1, [0, 1])

@@ -472,3 +472,27 @@ async def test_a_hanging_redis_costs_a_timeout_per_breaker_cycle_not_per_call(
     # ... yet only a few commands ever reached Redis, each a timeout: the one that opened the
     # breaker and a probe per cooldown, not one per call.
     assert 1 <= len(sent) < requests, sent
+
+
+async def test_a_poll_read_while_the_database_is_unreachable_is_service_unavailable_naming_nothing(
+    api_factory: Callable[..., Awaitable[RunningApi]], postgres_server: PostgresServer, fixture: Fixture
+) -> None:
+    name = await postgres_server.create_database()
+    try:
+        api = await api_factory(database_url=postgres_server.url(name))
+        token = await create_key(api.settings, [guild_id(fixture, PLAYGROUND)], ["polls:read"])
+        headers = {"Authorization": f"Bearer {token}"}
+        query = {"query": "{ poll(id: 1) { id } }"}
+        first = await api.client.post("/graphql", json=query, headers=headers)  # the key is cached now
+        assert first.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        await set_connections_allowed(postgres_server, name, False)
+        try:
+            response = await api.client.post("/graphql", json=query, headers=headers)
+        finally:
+            await set_connections_allowed(postgres_server, name, True)
+        [error] = response.json()["errors"]
+        assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", error
+        assert error["message"] == "The database cannot be used right now; try again in a moment."
+        assert name not in response.text and "postgresql" not in response.text
+    finally:
+        await postgres_server.drop_database(name)

@@ -61,4 +61,7 @@ class PollyBot(discord.AutoShardedClient):
             return
         user = interaction.user
         roles = frozenset(role.id for role in user.roles) if isinstance(user, discord.Member) else frozenset()
-        await self.on_click(Click(interaction.id, interaction.token, custom_id, user.id, roles))
+        click = Click(
+            interaction.id, interaction.token, custom_id, user.id, roles, interaction.application_id
+        )
+        await self.on_click(click)

@@ -141,6 +141,7 @@ async def run_bot(
         scheduler.store,
         scheduler.discord,
         InteractionLog(cache),
+        defer_after=settings.interaction_defer_after,
     )
     bot = PollyBot(
         sync,

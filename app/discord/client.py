@@ -271,3 +271,13 @@ class DiscordRest:
             interaction_token=token,
         )
         await self._call(self.http.request(route, json=payload))
+
+    async def edit_interaction_answer(self, application_id: int, token: str, payload: dict[str, Any]) -> None:
+        """Replace an interaction's initial response (a deferred one's "thinking…"): for 15 minutes."""
+        route = discord.http.Route(
+            "PATCH",
+            "/webhooks/{application_id}/{interaction_token}/messages/@original",
+            application_id=application_id,
+            interaction_token=token,
+        )
+        await self._call(self.http.request(route, json=payload))

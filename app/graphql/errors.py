@@ -8,6 +8,10 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError
 
 from app.errors import PollyError
+from app.storage.database import DatabaseError
+
+# What a client is told when the database fails (its own words name a path or a host).
+DATABASE_UNAVAILABLE = "The database cannot be used right now; try again in a moment."
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,8 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, PollyError):
         return original.code
+    if isinstance(original, DatabaseError):
+        return "SERVICE_UNAVAILABLE"  # busy or unreachable: the client may retry
     if isinstance(error, GraphQLSyntaxError):
         return "GRAPHQL_PARSE_FAILED"
     if original is None and error.path is None:

@@ -19,7 +19,7 @@ from strawberry.types import ExecutionContext, Info
 import app
 from app.access.policy import READ_ROLES, permitted, require_authenticated, require_scope
 from app.graphql.context import RequestContext
-from app.graphql.errors import error_code
+from app.graphql.errors import DATABASE_UNAVAILABLE, error_code
 from app.graphql.limits import CACHED_QUERY_CHARS, QueryLimits, parse_document, validation_rules
 from app.graphql.poll_types import Poll, PollConnection
 from app.graphql.polls import Mutation, poll, polls
@@ -28,6 +28,7 @@ from app.graphql.types import Channel, Guild, Role, RoleValidation, snowflake
 from app.graphql.viewer import Viewer
 from app.roles.errors import InvalidInput, RolesError
 from app.roles.pingability import bot_abilities, pingable_roles, validate_role
+from app.storage.database import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,9 @@ class ErrorCodes(MaskErrors):
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         processed = super()._process_errors(errors)
         for error in processed:
+            if isinstance(error.original_error, DatabaseError):
+                log.warning("The database failed a request: %s", error.original_error)
+                error.message = DATABASE_UNAVAILABLE
             if not (error.extensions or {}).get("code"):
                 error.extensions = {**(error.extensions or {}), "code": error_code(error)}
         return processed

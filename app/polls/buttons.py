@@ -4,6 +4,8 @@ three seconds with a message only the voter sees."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from app.storage.polls import PollStore
 log = logging.getLogger(__name__)
 
 CHANNEL_MESSAGE = 4
+DEFERRED_CHANNEL_MESSAGE = 5
 EPHEMERAL = 1 << 6
 UNKNOWN_INTERACTION = 10062
 
@@ -30,6 +33,7 @@ class Click:
     custom_id: str
     user_id: int
     roles: frozenset[int]
+    application_id: int = 0
 
 
 def parse_custom_id(custom_id: str) -> tuple[int, int] | None:
@@ -57,12 +61,21 @@ def confirmation(voted: Voted) -> str:
 
 class ButtonVotes:
     def __init__(
-        self, votes: VoteService, polls: PollStore, discord: DiscordRest, seen: InteractionLog
+        self,
+        votes: VoteService,
+        polls: PollStore,
+        discord: DiscordRest,
+        seen: InteractionLog,
+        *,
+        defer_after: float = 1.0,
     ) -> None:
         self.votes = votes
         self.polls = polls
         self.discord = discord
         self.seen = seen
+        # A vote that takes longer than this (a burst queued on one poll's row) is acknowledged
+        # first, inside Discord's 3 seconds, and the answer edited in when the vote is done.
+        self.defer_after = defer_after
 
     async def handle(self, click: Click) -> None:
         target = parse_custom_id(click.custom_id)
@@ -71,17 +84,29 @@ class ButtonVotes:
         if not await self.seen.first(click.interaction_id):
             log.info("Interaction %s was delivered again; it counted once.", click.interaction_id)
             return
-        poll_id, position = target
+        recording = asyncio.ensure_future(self._record(click, *target))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.defer_after):
+                await asyncio.shield(recording)
+        if recording.done():
+            await self._answer(click, recording.result())
+            return
+        deferred = await self._acknowledge(click)
+        answer = await recording
+        if deferred:
+            await self._edit_answer(click, answer)
+
+    async def _record(self, click: Click, poll_id: int, position: int) -> str:
+        """The vote, recorded; what to tell the voter."""
         try:
             poll = await self._poll(poll_id)
             voted = await self.votes.click(poll, position, click.user_id, click.roles)
-            answer = confirmation(voted)
         except PollyError as refused:
-            answer = refused.message
+            return refused.message
         except DatabaseError as error:
             log.warning("Could not record interaction %s's vote: %s", click.interaction_id, error)
-            answer = "Your vote could not be recorded just now; click again in a moment."
-        await self._answer(click, answer)
+            return "Your vote could not be recorded just now; click again in a moment."
+        return confirmation(voted)
 
     async def _poll(self, poll_id: int) -> PollRecord:
         poll = (await self.polls.get_many([poll_id])).get(poll_id)
@@ -94,6 +119,13 @@ class ButtonVotes:
             "type": CHANNEL_MESSAGE,
             "data": {"content": content, "flags": EPHEMERAL, "allowed_mentions": {"parse": []}},
         }
+        await self._respond(click, payload)
+
+    async def _acknowledge(self, click: Click) -> bool:
+        """Discord's "thinking…", seen by the voter only; whether Discord took it."""
+        return await self._respond(click, {"type": DEFERRED_CHANNEL_MESSAGE, "data": {"flags": EPHEMERAL}})
+
+    async def _respond(self, click: Click, payload: dict[str, object]) -> bool:
         try:
             await self.discord.interaction_callback(click.interaction_id, click.token, payload)
         except DiscordRestError as error:
@@ -104,3 +136,13 @@ class ButtonVotes:
                 )
             else:
                 log.warning("Could not answer interaction %s: %s", click.interaction_id, error)
+            return False
+        return True
+
+    async def _edit_answer(self, click: Click, content: str) -> None:
+        try:
+            await self.discord.edit_interaction_answer(
+                click.application_id, click.token, {"content": content, "allowed_mentions": {"parse": []}}
+            )
+        except DiscordRestError as error:
+            log.warning("Could not tell interaction %s's voter the outcome: %s", click.interaction_id, error)

@@ -12,7 +12,7 @@ import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -25,6 +25,9 @@ URL = re.compile(r"http://[^\s/]+")
 class Stack(contextlib.ExitStack):
     """Processes started for one benchmark run, stopped (SIGTERM, then SIGKILL) on exit."""
 
+    # Where the processes' stderr goes: ours unless a bench sets a file (to summarize their logs).
+    stderr: IO[bytes] | None = None
+
     def spawn(
         self,
         args: list[str],
@@ -33,9 +36,10 @@ class Stack(contextlib.ExitStack):
         stdout: int = subprocess.DEVNULL,
         stdin: int | None = None,
     ) -> subprocess.Popen[bytes]:
-        # stderr goes to ours: a process that fails says why where the bench's user sees it.
+        # stderr goes to ours (or to Stack.stderr): a process that fails says why where the bench's
+        # user sees it.
         process = subprocess.Popen(
-            args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=stdout, stdin=stdin
+            args, cwd=REPO, env={**os.environ, **(env or {})}, stdout=stdout, stdin=stdin, stderr=self.stderr
         )
         self.last = process
 

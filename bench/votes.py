@@ -77,6 +77,7 @@ from bench.ws_clients import Subscriber, TimestampedReader
 CLIENT_SECRET = "sandbox-client-secret"
 SESSION_COOKIE = "polly_session"
 OPTIONS = ["Red", "Green", "Blue", "Yellow"]
+DEFERRED = 5  # a deferred response: "thinking…", the answer edited in later
 EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
 CLIENT_PROCESSES = 2
 # Permission bits (Discord's): view channel, send messages, embed links, read message history.
@@ -502,9 +503,26 @@ class Voting:
         if not body.get("answered"):
             return False, "click unanswered within Discord's 3 s"
         content = ((body.get("response") or {}).get("data") or {}).get("content", "")
+        if (body.get("response") or {}).get("type") == DEFERRED:
+            # Acknowledged in time; the bot edits the answer in once the vote is recorded.
+            content = await self._edited_in(str(body["interaction_id"]))
         if content.startswith(f"You voted **{OPTIONS[voter.position]}**"):
             return True, None
-        return False, f"click answered: {content[:120]}"
+        return False, f"click answered: {content[:120] or '(nothing edited in within 30 s)'}"
+
+    async def _edited_in(self, interaction_id: str) -> str:
+        """The deferred answer's content, once the bot edited it in (empty if it never did)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with self.sandbox_http.get(
+                f"{self.sandbox}/_sandbox/interactions/{interaction_id}"
+            ) as response:
+                body = await response.json(content_type=None)
+            content = str(((body.get("original_response") or {}).get("content")) or "")
+            if content:
+                return content
+            await asyncio.sleep(0.1)
+        return ""
 
     async def _cast(
         self, voter: Voter, query: str, variables: dict[str, Any], expected: list[int] | None

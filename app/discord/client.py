@@ -264,11 +264,13 @@ class DiscordRest:
 
     async def interaction_callback(self, interaction_id: int, token: str, payload: dict[str, Any]) -> None:
         """The initial response to an interaction (a button click): within Discord's 3 seconds."""
+        # Named as discord.py names them (webhook_id, webhook_token): its rate limit buckets are
+        # per interaction then, not one shared by every click.
         route = discord.http.Route(
             "POST",
-            "/interactions/{interaction_id}/{interaction_token}/callback",
-            interaction_id=interaction_id,
-            interaction_token=token,
+            "/interactions/{webhook_id}/{webhook_token}/callback",
+            webhook_id=interaction_id,
+            webhook_token=token,
         )
         await self._call(self.http.request(route, json=payload))
 
@@ -276,8 +278,8 @@ class DiscordRest:
         """Replace an interaction's initial response (a deferred one's "thinking…"): for 15 minutes."""
         route = discord.http.Route(
             "PATCH",
-            "/webhooks/{application_id}/{interaction_token}/messages/@original",
-            application_id=application_id,
-            interaction_token=token,
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            webhook_id=application_id,
+            webhook_token=token,
         )
         await self._call(self.http.request(route, json=payload))

@@ -10,6 +10,7 @@ per option, voters) change by exactly what the ballot changed. The unique constr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,8 +63,24 @@ class BallotStore:
         self.database = database
         # A poll's message shows live results edited at most this often, however fast votes come.
         self.edit_every = edit_every
+        # One poll's votes take turns on its row anyway; queueing them here first leaves the
+        # database one waiter per process instead of hundreds (SQLite's lock waits poll and
+        # sleep, and a burst of waiters runs past its busy timeout).
+        self._turns: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
 
     async def vote(self, poll_id: int, user_id: int, change: Change, now: datetime) -> Cast:
+        turn = self._turns.setdefault(poll_id, asyncio.Lock())
+        self._waiting[poll_id] = self._waiting.get(poll_id, 0) + 1
+        try:
+            async with turn:
+                return await self._vote(poll_id, user_id, change, now)
+        finally:
+            self._waiting[poll_id] -= 1
+            if not self._waiting[poll_id]:
+                del self._waiting[poll_id], self._turns[poll_id]
+
+    async def _vote(self, poll_id: int, user_id: int, change: Change, now: datetime) -> Cast:
         async with self.database.session() as session, session.begin():
             claimed = await session.execute(
                 update(Poll)

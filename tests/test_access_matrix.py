@@ -48,7 +48,8 @@ MADE_UP = snowflake_at(1_704_067_200_000 + 777_777)
 
 def browser(api: RunningApi) -> httpx.AsyncClient:
     """A client that keeps cookies and follows no redirect by itself (so each hop is seen)."""
-    return httpx.AsyncClient(base_url=api.url, timeout=10, follow_redirects=False)
+    # Generous: on a loaded machine a vote queued behind a burst may take a while.
+    return httpx.AsyncClient(base_url=api.url, timeout=60, follow_redirects=False)
 
 
 async def start_login(client: httpx.AsyncClient, api: RunningApi, next_path: str | None = "/") -> str:

@@ -72,7 +72,8 @@ from tests.conftest import (
 )
 from tests.test_access_matrix import Answer, Caller, browser, key_caller, key_id, log_in
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
+# The module's world (some 170 polls, posted and voted in) takes a while on a loaded machine.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 
 TARGET = "Polly Playground"
 OTHER = "Quiet Corner"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings, secrets_of
+from app.telemetry.logs import configure as configure_logging
+from app.telemetry.metrics_dir import share_metrics
 
 
 def _positive_int(text: str) -> int:
@@ -219,12 +220,31 @@ def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:
 def run_bot(args: argparse.Namespace, settings: Settings) -> int:
     from app.bot.runner import BotLoginRefused
     from app.bot.runner import run_bot as serve
+    from app.telemetry import exposition
 
+    metrics_server = None
+    if settings.bot_metrics_port is not None:
+        try:
+            metrics_server = exposition.serve_on_port(settings.bot_metrics_port, settings.bot_metrics_host)
+        except OSError as error:
+            print(
+                f"polly bot: cannot serve metrics on {settings.bot_metrics_host}:{settings.bot_metrics_port}"
+                f" ({error.strerror or error}); set POLLY_BOT_METRICS_PORT to a free port, or empty for"
+                " none.",
+                file=sys.stderr,
+            )
+            return 2
+        host, port = str(metrics_server.server_address[0]), metrics_server.server_address[1]
+        # Printed: with port 0 this is how a supervisor or a test learns the port.
+        print(f"Polly bot metrics on http://{host}:{port}/metrics", flush=True)
     try:
         asyncio.run(serve(settings))
     except (SettingsError, BotLoginRefused) as error:
         print(f"polly bot: {error}", file=sys.stderr)
         return 2
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
     return 0
 
 
@@ -362,7 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as error:
             print(f"polly {args.command}: {error}", file=sys.stderr)
             return 2
-    level = settings.log_level if settings is not None else args.log_level
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings is not None:
+        # Before anything imports prometheus-client (it reads this when imported).
+        share_metrics(settings.metrics_dir)
+        configure_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    else:
+        configure_logging(args.log_level)
     result: int = args.run(args, settings)
     return result

@@ -59,6 +59,10 @@ def _networks(value: object) -> object:
     return value
 
 
+def _empty_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names it and says what to do."""
 
@@ -262,6 +266,30 @@ class Settings(BaseSettings):
     log_level: Annotated[LogLevel, BeforeValidator(lambda value: str(value).upper())] = Field(
         default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text (one readable line per entry) or json (one JSON object per line, for a log store).",
+    )
+    request_log: bool = Field(
+        default=True,
+        description="Log one line per HTTP request at INFO (health checks and scrapes at DEBUG).",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Directory where the worker processes of one polly api share their metrics"
+        " (prometheus-client's multiprocess mode); empty it before the server starts. Unset: each"
+        " process serves its own.",
+    )
+    bot_metrics_port: Annotated[int | None, BeforeValidator(_empty_is_none)] = Field(
+        default=9101,
+        ge=0,
+        le=65535,
+        description="Port of polly bot's own /metrics (the bot serves no other HTTP); empty: none.",
+    )
+    bot_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface polly bot's metrics listen on (0.0.0.0 in a container).",
+    )
     trusted_proxies: Annotated[
         list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode, BeforeValidator(_networks)
     ] = Field(
@@ -289,6 +317,18 @@ class Settings(BaseSettings):
         description="Connections one client address may hold open at once (HTTP and WebSocket);"
         " trusted proxies are not limited.",
     )
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The secrets settings hold, for the logs to take out of any line that would show one."""
+    held = (settings.discord_token, settings.secret_key, settings.discord_client_secret)
+    secrets = [secret.get_secret_value() for secret in held if secret is not None]
+    if settings.database_url and "@" in settings.database_url:
+        # postgresql+asyncpg://user:password@host/db: the password.
+        credentials = settings.database_url.split("://", 1)[-1].rsplit("@", 1)[0]
+        if ":" in credentials:
+            secrets.append(credentials.split(":", 1)[1])
+    return secrets
 
 
 def require_token(settings: Settings) -> str:

@@ -142,6 +142,7 @@ def polly_env(sandbox_url: str, redis_url: str, settings: dict[str, str]) -> dic
         "POLLY_DISCORD_TOKEN": token,
         "POLLY_REDIS_URL": redis_url,
         "POLLY_LOG_LEVEL": "WARNING",
+        "POLLY_BOT_METRICS_PORT": "0",  # several bots may run: each on a port of its own
         **{f"POLLY_{name.upper()}": value for name, value in settings.items()},
     }
 

@@ -258,6 +258,7 @@ async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) ->
         "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
         "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
         "POLLY_REDIS_URL": redis_url,
+        "POLLY_BOT_METRICS_PORT": "0",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "bot", cwd=REPO, env=env, stderr=asyncio.subprocess.PIPE

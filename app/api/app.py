@@ -74,6 +74,8 @@ from app.storage.ballots import BallotStore, Results
 from app.storage.database import Database, DatabaseError
 from app.storage.login_sessions import LoginSessionStore
 from app.storage.polls import PollStore
+from app.telemetry import exposition, logs, requests
+from app.telemetry.metrics import OPEN_CONNECTIONS, SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +334,9 @@ class PollyApp:
     streaming view before Starlette's middleware (which would wrap the raw ASGI ``send`` that
     fan-out writes through)."""
 
-    def __init__(self, starlette: Starlette, cors_origins: list[str]) -> None:
+    def __init__(self, starlette: Starlette, cors_origins: list[str], *, log_requests: bool = True) -> None:
         self.starlette = starlette
+        self.log_requests = log_requests
         self._handle: ASGIApp = self._dispatch
         if cors_origins:
             self._handle = CORSMiddleware(
@@ -352,20 +355,48 @@ class PollyApp:
         return self.starlette.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            with (
+                logs.about(request_id=secrets.token_hex(8)),
+                OPEN_CONNECTIONS.labels("websocket").track_inprogress(),
+            ):
+                await self._handle(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self._handle(scope, receive, send)
             return
+        if scope["path"] == "/graphql" and wants_event_stream(scope):
+            with (
+                logs.about(request_id=secrets.token_hex(8)),
+                OPEN_CONNECTIONS.labels("sse").track_inprogress(),
+                SUBSCRIPTIONS.labels("sse").track_inprogress(),
+            ):
+                await self._handle(scope, receive, send)
+            return
         started = time.perf_counter()
+        record = requests.begin(scope["method"], scope["path"])
+        answered = False
 
         async def timed(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
                 # How long the server took to start answering: the figure limits are judged by.
-                took = (time.perf_counter() - started) * 1000
-                headers = [*message.get("headers", ()), (b"server-timing", f"app;dur={took:.2f}".encode())]
+                took = time.perf_counter() - started
+                answered = True
+                requests.finish(record, message["status"], took, log_requests=self.log_requests)
+                headers = [
+                    *message.get("headers", ()),
+                    (b"server-timing", f"app;dur={took * 1000:.2f}".encode()),
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self._handle(scope, receive, timed)
+        try:
+            await self._handle(scope, receive, timed)
+        except BaseException:
+            if not answered:  # uvicorn answers 500
+                requests.finish(record, 500, time.perf_counter() - started, log_requests=self.log_requests)
+            raise
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("websocket", "http") and scope["path"] == "/graphql":
@@ -397,7 +428,8 @@ async def _graphql_answer(endpoint: GraphQLEndpoint, request: Request) -> Respon
         log.debug("A client left before its request body arrived.")
         return Response(status_code=400)
     except Exception:
-        request_id = secrets.token_hex(8)
+        record = requests.current()
+        request_id = record.id if record is not None else secrets.token_hex(8)
         log.exception("Unexpected error answering /graphql (request %s)", request_id)
         message = f"Internal error; quote request id {request_id} when reporting it."
         body = {
@@ -429,6 +461,7 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings, redis_client)
         app.state.services = services
+        exposition.start()
         settle()
         background = [
             asyncio.create_task(purge_sessions(LoginSessionStore(services.database))),
@@ -451,6 +484,7 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
         Route("/polls/{poll_id}/results.csv", _results_csv),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", exposition.metrics_endpoint),
     ]
     stub = frontend_directory(settings)
     if stub is not None:
@@ -466,7 +500,9 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
             return JSONResponse({"message": "No front-end stub here; set POLLY_FRONTEND_DIR."}, 404)
 
         routes.append(Route("/", no_page))
-    return PollyApp(Starlette(routes=routes, lifespan=lifespan), settings.cors_origins)
+    return PollyApp(
+        Starlette(routes=routes, lifespan=lifespan), settings.cors_origins, log_requests=settings.request_log
+    )
 
 
 def server_config(

@@ -65,6 +65,7 @@ from typing import Any, ClassVar, cast
 import httptools
 import orjson
 import uvicorn
+from prometheus_client import Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -72,6 +73,7 @@ from uvicorn.server import ServerState
 
 from app.graphql.errors import request_error
 from app.settings import Settings
+from app.telemetry.metrics import OPEN_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -311,9 +313,9 @@ class GuardedConnection(asyncio.Protocol):
 
     __slots__ = (
         "app_state", "bodies_complete", "body_deadline", "config", "counted_as", "drip_timer",
-        "head_bytes", "head_timer", "heads_complete", "inner", "limits", "loop", "parser", "peer",
-        "phase", "refusal", "requests_finished", "requests_started", "server_state", "transport",
-        "url_bytes", "waiting_since",
+        "head_bytes", "head_timer", "heads_complete", "inner", "limits", "loop", "open_gauge", "parser",
+        "peer", "phase", "refusal", "requests_finished", "requests_started", "server_state",
+        "transport", "url_bytes", "waiting_since",
     )  # fmt: skip
     guard: ClassVar[ConnectionGuard]
 
@@ -348,6 +350,7 @@ class GuardedConnection(asyncio.Protocol):
         # The middleware's view.
         self.requests_started = 0
         self.requests_finished = 0
+        self.open_gauge: Gauge | None = None  # this connection, while counted as open
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -365,6 +368,8 @@ class GuardedConnection(asyncio.Protocol):
                 # As uvicorn puts them in the scope, so that the middleware finds us.
                 self.peer = ((str(local[0]), int(local[1])), (str(peer[0]), int(peer[1])))
                 self.guard.by_peer[self.peer] = self
+        self.open_gauge = OPEN_CONNECTIONS.labels("tcp")
+        self.open_gauge.inc()
         self.parser = httptools.HttpRequestParser(self)
         # As uvicorn sets up its own parser (uvicorn[standard] needs httptools >= 0.8, which has
         # this): both parsers must frame the same bytes alike.
@@ -400,6 +405,9 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self.open_gauge is not None:
+            self.open_gauge.dec()
+            self.open_gauge = None
         if self.peer is not None and self.guard.by_peer.get(self.peer) is self:
             del self.guard.by_peer[self.peer]
         if self.counted_as is not None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 import discord
 
 from app.bot.sync import GatewaySync
 from app.polls.buttons import Click
+from app.telemetry import logs
+from app.telemetry.discord_calls import discord_trace
+from app.telemetry.metrics import GATEWAY_CONNECTED, GATEWAY_GUILDS, GATEWAY_LATENCY
 
 
 class _NoVoiceNotice(logging.Filter):
@@ -38,6 +43,7 @@ class PollyBot(discord.AutoShardedClient):
             enable_debug_events=True,  # on_socket_raw_receive: Discord's own JSON, as REST has it
             max_messages=None,
             chunk_guilds_at_startup=False,
+            http_trace=discord_trace(),
         )
         self.sync = sync
         self.on_channel_deleted = on_channel_deleted
@@ -52,8 +58,26 @@ class PollyBot(discord.AutoShardedClient):
         if self.on_channel_deleted is not None:
             await self.on_channel_deleted(channel.id)
 
+    async def report_gateway(self, every: float = 5.0) -> None:
+        """Each shard's session state and heartbeat latency, for the metrics, until cancelled."""
+        while True:
+            GATEWAY_GUILDS.set(len(self.guilds))
+            for shard_id, shard in self.shards.items():
+                up = not shard.is_closed()
+                GATEWAY_CONNECTED.labels(str(shard_id)).set(1 if up else 0)
+                if up and math.isfinite(shard.latency):
+                    GATEWAY_LATENCY.labels(str(shard_id)).set(shard.latency)
+            await asyncio.sleep(every)
+
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         if self.on_click is None or interaction.type is not discord.InteractionType.component:
+            return
+        with logs.about(shard=interaction.guild and interaction.guild.shard_id, guild=interaction.guild_id,
+                        event="INTERACTION_CREATE"):  # fmt: skip
+            await self._clicked(interaction)
+
+    async def _clicked(self, interaction: discord.Interaction) -> None:
+        if self.on_click is None:
             return
         data: dict[str, object] = dict(interaction.data or {})
         custom_id = data.get("custom_id")

@@ -159,6 +159,7 @@ async def run_bot(
         asyncio.create_task(sync.run(), name="gateway-sync"),
         asyncio.create_task(keep_fresh(sync, max(1.0, settings.role_cache_ttl / 3)), name="keep-fresh"),
         asyncio.create_task(run_scheduler(scheduler), name="poll-scheduler"),
+        asyncio.create_task(bot.report_gateway(), name="gateway-metrics"),
     ]
     connection = asyncio.create_task(bot.start(token), name="gateway")
     stopping = asyncio.create_task(stop.wait())

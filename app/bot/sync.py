@@ -26,6 +26,8 @@ from app.cache.role_cache import EventFields, RoleCache
 from app.roles.changes import classify, same_stored_data
 from app.roles.events import Change, EventKind
 from app.roles.snapshot import GuildSnapshot, sort_roles
+from app.telemetry import logs
+from app.telemetry.metrics import GATEWAY_EVENTS, GATEWAY_RESYNCS, event_kind
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,17 @@ _SEED_FIELDS = ("name", "mentionable", "managed")
 
 def _shard_of(guild_id: int, shard_count: int) -> int:
     return (guild_id >> 22) % shard_count
+
+
+def _guild_of(name: str, data: dict[str, Any]) -> int | None:
+    """The guild a dispatch is about: ``guild_id``, or ``id`` for the GUILD_* events themselves."""
+    raw = data.get("guild_id")
+    if raw is None and name in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+        raw = data.get("id")
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 class GatewaySync:
@@ -54,6 +67,7 @@ class GatewaySync:
         self.bot_id = 0
         self._queue: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._redis_lost = False
+        self.shard_count = 1  # as READY says
 
     # -- intake ---------------------------------------------------------------------------------
 
@@ -85,8 +99,15 @@ class GatewaySync:
         if message.get("op") != 0:
             return
         name, data = message.get("t"), message.get("d") or {}
+        GATEWAY_EVENTS.labels(event_kind(name)).inc()
+        if name == "READY":
+            self.shard_count = int((data.get("shard") or (0, 1))[1])
         handler = _HANDLERS.get(name)
-        if handler is not None:
+        if handler is None:
+            return
+        guild = _guild_of(name, data)
+        shard = _shard_of(guild, self.shard_count) if guild else (data.get("shard") or (0, 1))[0]
+        with logs.about(shard=shard, guild=guild, event=name):
             await handler(self, data)
 
     async def _ready(self, data: dict[str, Any]) -> None:
@@ -124,6 +145,7 @@ class GatewaySync:
     async def _resync(self, guild_id: int, snapshot: GuildSnapshot, *, events_lost: bool = False) -> None:
         """Make the cache hold ``snapshot``. Clients hear of it (GUILD_RESYNCED) when what they
         were served differs, or was there once and is lost, or events may have been lost."""
+        GATEWAY_RESYNCS.inc()
         await self.cache.breaker.call(lambda: self.cache.redis.sadd(self.cache.keys.bot_guilds(), guild_id))
         raw, version = await self.cache.guild_and_version(guild_id)
         cached = GuildSnapshot.from_json(raw) if raw is not None else None

@@ -13,6 +13,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
+from app.telemetry.metrics import REDIS_ERRORS, REDIS_UP
+
 # Answers that mean the server cannot do its job now (out of memory, a read-only replica,
 # loading, ...), as opposed to a command it refuses for its arguments. redis-py raises OOM and
 # READONLY as their own classes with the code cut off the message, hence the classes too.
@@ -88,6 +90,7 @@ class Breaker:
         if self.last_error is not None:
             log.warning("Redis is back.")
             self.last_error = None
+            REDIS_UP.set(1)
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # redis-py can swallow a cancellation that lands while it talks to Redis; whoever
@@ -96,6 +99,8 @@ class Breaker:
         return result
 
     def _trip(self, error: Exception) -> None:
+        REDIS_ERRORS.inc()
+        REDIS_UP.set(0)
         if self.last_error is None:
             log.warning("Redis failed (%s); answering from Discord until it is back.", error)
         self.last_error = str(error) or type(error).__name__

@@ -18,6 +18,7 @@ import redis.asyncio as redis
 from app.cache import scripts
 from app.cache.connection import Breaker, CacheUnavailable
 from app.cache.keys import CacheKeys
+from app.telemetry.metrics import ROLE_CACHE_READS, ROLE_CACHE_WRITES
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class RoleCache:
         hits = sum(value is not None for value in values)
         self.counters.hits += hits
         self.counters.misses += len(values) - hits
+        ROLE_CACHE_READS.labels("hit").inc(hits)
+        ROLE_CACHE_READS.labels("miss").inc(len(values) - hits)
         if log.isEnabledFor(logging.DEBUG):
             for key, value in zip(keys, values, strict=True):
                 log.debug("Cache %s: %s", "hit" if value is not None else "miss", key)
@@ -190,8 +193,10 @@ class RoleCache:
         )
         if version:
             self.counters.writes += 1
+            ROLE_CACHE_WRITES.labels("written").inc()
         else:
             self.counters.writes_refused += 1
+            ROLE_CACHE_WRITES.labels("refused").inc()
             log.debug(
                 "Refused a fill of guild %s read at version %s: it was written since.", guild_id, read_at
             )
@@ -224,6 +229,7 @@ class RoleCache:
         written = bool(await self.breaker.call(lambda: self._write_dependents(keys=keys, args=args)))
         if not written:
             self.counters.writes_refused += 1
+        ROLE_CACHE_WRITES.labels("written" if written else "refused").inc()
         return written
 
     async def apply_change(
@@ -247,6 +253,7 @@ class RoleCache:
         ]
         version, event_id = await self.breaker.call(lambda: self._apply_change(keys=keys, args=args))
         self.counters.writes += 1
+        ROLE_CACHE_WRITES.labels("written").inc()
         return int(version), (event_id.decode() if isinstance(event_id, bytes) else None)
 
     async def refresh(self, guild_id: int, payload: bytes) -> int:

@@ -19,6 +19,8 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import HTTPClient
 
+from app.telemetry.discord_calls import discord_trace
+
 
 class DiscordRestError(Exception):
     """Discord answered with an error, or could not be reached."""
@@ -153,7 +155,11 @@ class DiscordRest:
     async def open(self) -> dict[str, Any]:
         """Log in: checks the token with ``GET /users/@me`` and returns the bot's user."""
         point_discord_py_at(self.api_url, self.gateway_url)
-        http = HTTPClient(asyncio.get_running_loop(), max_ratelimit_timeout=self._max_ratelimit_wait)
+        http = HTTPClient(
+            asyncio.get_running_loop(),
+            max_ratelimit_timeout=self._max_ratelimit_wait,
+            http_trace=discord_trace(),
+        )
         try:
             user = await self._call(http.static_login(self._token))
         except discord.LoginFailure as error:

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import functools
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.frames import FrameSender, SocketWriter, text_frame
 from app.graphql.schema import PollySchema
+from app.telemetry.metrics import DELIVERY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +266,10 @@ class Group:
         payload = _payload(result)
         with collector.paused():
             self._write_all(payload, event_id)
+        published = parse_event_id(event_id or "")
+        if published is not None:
+            # Once per broadcast, not per member: the time to the group's last socket.
+            DELIVERY_SECONDS.observe(max(0.0, time.time() - published[0] / 1000))
 
     def _write_all(self, payload: bytes, event_id: str | None) -> None:
         # Members whose sockets can take a frame now get it in one FrameSender batch; the

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from app.graphql.errors import format_error, request_error
 from app.graphql.limits import parse_document
 from app.graphql.schema import PollySchema
 from app.roles.errors import DiscordUnavailable
+from app.storage.api_keys import parse_token
+from app.telemetry import metrics, requests
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +238,8 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         # Every answer carries the id, refusals before any work included (405, 406).
-        request_id = secrets.token_hex(8)
+        record = requests.current()
+        request_id = record.id if record is not None else secrets.token_hex(8)
         response = await self._respond(request, request_id)
         response.headers["X-Request-Id"] = request_id
         return response
@@ -277,12 +281,24 @@ class GraphQLEndpoint:
             digest_of = functools.partial(_digest, method=request.method, raw=raw)
 
         admitted = await self._admit(credentials, digest_of)
+        record = requests.current()
         if admitted.cached is not None:
+            metrics.RESPONSE_CACHE.labels("hit").inc()
+            if record is not None:
+                _note_cached(record, request, raw, credentials, admitted.principal)
             return Response(admitted.cached, 200, media_type=media)
         principal = _principal(admitted)
+        if record is not None:
+            record.principal_kind, record.principal_id = principal.kind.value, principal.id or None
+        if admitted.digest is not None:
+            metrics.RESPONSE_CACHE.labels("miss").inc()
+            if record is not None:
+                record.cache = "miss"
         if principal.refused is not None:
             return self._refuse(principal, credentials, media)
         params = _from_query_string(request) if request.method == "GET" else _from_body(raw)
+        if record is not None:
+            record.operation = metrics.operation_label(params.operation_name or _named(params.query))
         context = self.context(principal, request_id)
         return await self._execute(request, params, context, media, admitted.digest, credentials)
 
@@ -371,6 +387,7 @@ class GraphQLEndpoint:
         )
 
         errors = result.errors or []
+        _note_result(context, bool(errors))
         if result.data is None and errors and all(error.path is None for error in errors):
             await self._charge_rejection(context, started)
             return self._request_failed(errors, context, media)
@@ -388,7 +405,11 @@ class GraphQLEndpoint:
             and context.cacheable
             and operation.operation.value == "query"
         ):
-            await self.responses.put(digest, encoded, context.versions)
+            stored = await self.responses.put(digest, encoded, context.versions)
+            metrics.RESPONSE_CACHE.labels("stored" if stored else "refused").inc()
+            record = requests.current()
+            if record is not None and record.cache == "miss":
+                record.cache = "stored" if stored else "refused"
         return Response(encoded, 200, media_type=media)
 
     async def _charge_rejection(self, context: RequestContext, started: float) -> None:
@@ -404,6 +425,62 @@ class GraphQLEndpoint:
         body = {"errors": [format_error(error, context.request_id) for error in errors]}
         # application/json keeps 200 for well-formed requests; the newer media type says 400.
         return _json(body, 400 if media == GRAPHQL_RESPONSE else 200, media)
+
+
+def _note_cached(
+    record: requests.RequestRecord,
+    request: Request,
+    raw: bytes,
+    credentials: Credentials,
+    principal: Principal | None,
+) -> None:
+    """What the request log says of an answer served from the cache (no GraphQL ran)."""
+    record.cache = "hit"
+    if request.method == "GET":
+        source: Any = dict(request.query_params)
+    else:
+        try:
+            source = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            source = None
+    name = source.get("operationName") if isinstance(source, dict) else None
+    query = source.get("query") if isinstance(source, dict) else None
+    if not isinstance(name, str) or not name:
+        name = _named(query) if isinstance(query, str) else None
+    record.operation = metrics.operation_label(name)
+    if principal is not None:
+        record.principal_kind, record.principal_id = principal.kind.value, principal.id or None
+    else:  # an API key's cached answer: Redis checked the key without a principal being built
+        key = parse_token(credentials.bearer[1]) if credentials.bearer is not None else None
+        record.principal_kind, record.principal_id = "API_KEY", key[0] if key is not None else None
+
+
+# The name a document gives its first operation ("query Roles { ... }"): what operationName
+# defaults to for a one-operation document, found without parsing it.
+_OPERATION_NAME = re.compile(
+    r"^\s*(?:#[^\n]*\n\s*)*(?:query|mutation|subscription)\s+([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def _named(query: str) -> str | None:
+    found = _OPERATION_NAME.match(query)
+    return found[1] if found else None
+
+
+def _note_result(context: RequestContext, errors: bool) -> None:
+    if context.stale:
+        metrics.STALE_ANSWERS.inc()
+    degraded = not context.roles.cache_available
+    if degraded:
+        metrics.DEGRADED_ANSWERS.inc()
+    record = requests.current()
+    if record is None:
+        return
+    record.errors = errors
+    if context.stale:
+        record.cache = "stale"
+    elif degraded:
+        record.cache = "degraded"
 
 
 def _digest(scope: str, method: str, raw: bytes) -> str:

@@ -16,7 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from datetime import timedelta
 from typing import Any, cast
 
@@ -71,6 +79,7 @@ from app.graphql.ws_messages import (
 )
 from app.live.access_watch import AccessWatch
 from app.roles.errors import DiscordUnavailable
+from app.telemetry.metrics import SUBSCRIPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +248,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[RequestContext, None]) -> None:
+        with SUBSCRIPTIONS.labels("graphql-transport-ws").track_inprogress():
+            await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation[RequestContext, None]) -> None:
         if await self._view.closed_if_access_changed(self.websocket, self.context):
             return  # a key revoked or a login ended since the socket opened: nothing more runs
         refusal = await self._view.refusal(self.context)
@@ -368,7 +381,8 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         # Nothing awaits this task (it removes itself from ``tasks`` when it ends), so nothing
         # may escape it; a peer that left ends it here, as it ends the connection.
         try:
-            await self._serve_operation(operation_id, query, operation_name, variables)
+            with SUBSCRIPTIONS.labels("graphql-ws").track_inprogress():
+                await self._serve_operation(operation_id, query, operation_name, variables)
         except WebSocketDisconnected:
             log.debug("An operation ended with its WebSocket.")
         finally:

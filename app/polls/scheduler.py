@@ -32,6 +32,7 @@ from app.roles.pingability import bot_abilities, validate_role
 from app.roles.snapshot import GuildSnapshot
 from app.storage.database import DatabaseError
 from app.storage.polls import VISIBLE, PollStore
+from app.telemetry.metrics import POLLS, SCHEDULER_LAG, SCHEDULER_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ UNKNOWN_MESSAGE = 10008
 MAX_BACKOFF = 300.0
 # Seconds of a lease kept free for writing the outcome down.
 LEASE_MARGIN = 5.0
+POLL_COUNT_INTERVAL = 10.0
 
 Snapshots = Callable[[int], Awaitable[GuildSnapshot | None]]
 Plan = dict[str, Any]
@@ -57,6 +59,25 @@ class Postponed(Exception):
 
 # Problems a success makes untrue.
 RETRIED = frozenset({"DISCORD_UNAVAILABLE", "MISSING_PERMISSIONS", "DISCORD_REFUSED"})
+
+
+def _action(poll: PollRecord, plan: Plan) -> str:
+    """What a step of a poll's work was, as metrics name it: open, close or update."""
+    if poll.status is Status.SCHEDULED:
+        return "open"
+    if plan.get("status") == Status.CLOSED.value and poll.status is not Status.CLOSED:
+        return "close"
+    return "update"
+
+
+def _measure(poll: PollRecord, plan: Plan, now: datetime) -> None:
+    """Scheduler lag of work done: from when it fell due to now. A retry (attempts left), a
+    postponement (only a new due time) or a post moved later is not done yet."""
+    if poll.due_at is None or plan.get("attempts", 0) or set(plan) == {"due_at"}:
+        return
+    if plan.get("pending") == Pending.POST.value:
+        return
+    SCHEDULER_LAG.labels(_action(poll, plan)).observe(max(0.0, (now - poll.due_at).total_seconds()))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -121,8 +142,20 @@ class Scheduler:
         """Look for due work now rather than at the next pass."""
         self._wake.set()
 
+    async def count_polls(self) -> None:
+        """Polls by status for the metrics, every ``POLL_COUNT_INTERVAL`` seconds until cancelled."""
+        while True:
+            try:
+                for status, count in (await self.store.by_status()).items():
+                    POLLS.labels(status).set(count)
+            except DatabaseError as error:
+                log.debug("Could not count polls by status: %s", error)
+            await asyncio.sleep(POLL_COUNT_INTERVAL)
+
     async def run(self) -> None:
         """Pass after pass until cancelled; nothing here stops the loop."""
+        counting = asyncio.create_task(self.count_polls())
+        self._tasks.add(counting)
         try:
             while True:
                 try:
@@ -190,6 +223,8 @@ class Scheduler:
             if poll.problem is not None and poll.problem.code in RETRIED and "problem_code" not in facts:
                 facts.update(_NO_PROBLEM)
         applied = await self.store.settle(poll, self.owner, facts, plan, self.clock())
+        if applied:
+            _measure(poll, plan, self.clock())
         await self._announce(poll, facts, plan if applied else {})
         next_due = plan.get("due_at")
         return not applied or (next_due is not None and next_due <= self.clock())
@@ -341,6 +376,7 @@ class Scheduler:
             }
         attempts = poll.attempts + 1
         retry = backoff(attempts)
+        SCHEDULER_RETRIES.labels(_action(poll, {})).inc()
         if isinstance(error, DiscordUnavailable):
             code, text = "DISCORD_UNAVAILABLE", f"Discord failed ({error}); retrying in {retry.seconds} s."
         elif error.status == 403:

@@ -4,18 +4,21 @@ The database decides (app/storage/ballots.py); the results document in Redis fol
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.access.errors import Forbidden
 from app.access.policy import READ_POLLS, WRITE_POLLS, allows, require_scope
 from app.access.principal import Principal, PrincipalKind
 from app.cache.poll_results import PollResultsCache
+from app.errors import PollyError
 from app.polls.errors import PollConflict, PollInputError, poll_not_found
 from app.polls.record import PollRecord, Status, Visibility
 from app.polls.service import Clock, utc_now
 from app.storage.ballots import BallotStore, Cast, PollNotOpen, Results
 from app.storage.polls import PollStore
+from app.telemetry.metrics import VOTES
 
 # A guild member's role ids, asked of Discord (GraphQL votes on role-restricted polls).
 MemberRoles = Callable[[int, int], Awaitable[frozenset[int]]]
@@ -59,12 +62,18 @@ class VoteService:
     # -- GraphQL ---------------------------------------------------------------------------------
 
     async def cast(self, principal: Principal, poll_id: int, positions: Sequence[int]) -> Voted:
+        return await _counted("api", self._cast(principal, poll_id, positions))
+
+    async def _cast(self, principal: Principal, poll_id: int, positions: Sequence[int]) -> Voted:
         poll = await self._votable(principal, poll_id)
         chosen = self._positions(poll, positions)
         await self._check_roles(poll, int(principal.id), None)
         return await self._vote(poll, int(principal.id), lambda before: chosen)
 
     async def retract(self, principal: Principal, poll_id: int) -> Voted:
+        return await _counted("api", self._retract(principal, poll_id))
+
+    async def _retract(self, principal: Principal, poll_id: int) -> Voted:
         poll = await self._votable(principal, poll_id)
         await self._check_roles(poll, int(principal.id), None)
         return await self._vote(poll, int(principal.id), lambda before: frozenset())
@@ -74,6 +83,9 @@ class VoteService:
     async def click(self, poll: PollRecord, position: int, user_id: int, roles: frozenset[int]) -> Voted:
         """A button: single choice sets the choice; multiple choice toggles the option, refused
         past maxChoices."""
+        return await _counted("button", self._click(poll, position, user_id, roles))
+
+    async def _click(self, poll: PollRecord, position: int, user_id: int, roles: frozenset[int]) -> Voted:
         if not 0 <= position < len(poll.options):
             raise PollInputError("position", f"Poll {poll.id} has no option {position + 1}.")
         await self._check_roles(poll, user_id, roles)
@@ -164,3 +176,13 @@ class VoteService:
             if self.on_change is not None:
                 await self.on_change(poll, cast.results)
         return Voted(poll, cast.after, cast.results, cast.changed)
+
+
+async def _counted(source: str, vote: Coroutine[Any, Any, Voted]) -> Voted:
+    try:
+        voted = await vote
+    except PollyError:
+        VOTES.labels(source, "refused").inc()
+        raise
+    VOTES.labels(source, "recorded" if voted.changed else "unchanged").inc()
+    return voted

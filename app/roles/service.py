@@ -27,6 +27,7 @@ from app.roles.errors import DiscordUnavailable, GuildNotFound, RolesError, guil
 from app.roles.pingability import Validation, bot_abilities, validate_role
 from app.roles.single_flight import SingleFlight
 from app.roles.snapshot import BOT_NOT_IN_GUILD, UNKNOWN_GUILD, GuildSnapshot, Stale
+from app.telemetry.metrics import FILL_WAITS, FILLS
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class RoleService:
         bound = self.limits.fill_wait + self.limits.discord_timeout
         try:
             async with asyncio.timeout(bound):  # not wait_for: it can swallow a cancellation on 3.11
+                if self._flights.running(guild_id):
+                    FILL_WAITS.inc()
                 return await self._flights.run(guild_id, lambda: self._fill(guild_id))
         except TimeoutError:
             return await self._last_known_or_fail(
@@ -181,6 +184,7 @@ class RoleService:
                     finally:
                         await lock.release()
                 # Another process is fetching this guild: wait for what it writes.
+                FILL_WAITS.inc()
                 raw = await lock.wait_for_data(deadline)
             except CacheUnavailable:
                 return await self._fill_without_redis(guild_id)
@@ -263,6 +267,15 @@ class RoleService:
 
     async def _fetch(self, guild_id: int, version: int) -> GuildSnapshot:
         """The three REST calls of a fill, at once; an unknown guild comes back as absent."""
+        try:
+            snapshot = await self._fetch_once(guild_id, version)
+        except BaseException:
+            FILLS.labels("failed").inc()
+            raise
+        FILLS.labels("ok").inc()
+        return snapshot
+
+    async def _fetch_once(self, guild_id: int, version: int) -> GuildSnapshot:
         await self.discord.ensure_open()
         async with self._fill_slots:
             log.debug("Fetching guild %s from Discord.", guild_id)

@@ -14,6 +14,10 @@ class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._running: dict[K, asyncio.Future[V]] = {}
 
+    def running(self, key: K) -> bool:
+        """Whether work for ``key`` is under way (a caller now would wait for it)."""
+        return key in self._running
+
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         future = self._running.get(key)
         if future is None:

@@ -28,6 +28,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.telemetry.metrics import DATABASE_ERRORS
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # Seconds a connection waits for another's write lock (SQLite) or for the server to answer
@@ -130,6 +132,7 @@ class Database:
 
     def unavailable(self, error: BaseException) -> DatabaseUnavailable:
         """A sentence for a failure to reach or use this database (the URL without its password)."""
+        DATABASE_ERRORS.inc()
         return DatabaseUnavailable(
             f"The database at {self.url} cannot be used: {_reason(error)}. Check that it is running"
             " and that the URL (POLLY_DATABASE_URL) is right."

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import joinedload
 
 from app.polls.record import OptionRecord, Pending, PollRecord, Status
@@ -246,6 +246,15 @@ class PollStore:
             await session.execute(
                 update(Poll).where(*condition).values(**values).execution_options(synchronize_session=False)
             )
+
+    async def by_status(self) -> dict[str, int]:
+        """How many polls (not deleted) are in each status: one grouped count."""
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(Poll.status, func.count()).where(Poll.deleted_at.is_(None)).group_by(Poll.status)
+            )
+            found = {str(status): int(count) for status, count in rows}
+        return {status.value: found.get(status.value, 0) for status in Status}
 
     async def counts(self, poll_id: int) -> dict[int, int]:
         """Votes per option position, as every vote keeps them on the poll's row."""

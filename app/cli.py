@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -285,7 +286,8 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     except DiscordRestError as error:
-        print(f"polly api: Discord is unreachable ({error}); starting degraded.", file=sys.stderr)
+        # Not fatal: the API starts degraded, and its startup logs this in the configured format.
+        logging.getLogger(__name__).debug("Discord did not answer the token check: %s", error)
 
     config = server_config(
         create_app(settings), settings, host=args.host, port=args.port, log_level=settings.log_level.lower()

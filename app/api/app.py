@@ -529,6 +529,9 @@ def server_config(
         host=host,
         port=port,
         log_level=log_level,
+        # uvicorn's lines go through our handler (JSON when asked, secrets taken out), not
+        # through the text handlers uvicorn would install for its own loggers.
+        log_config=None,
         access_log=False,
         lifespan="on",
         # Subscription messages are small and sent to many sockets at once; per-socket

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -50,9 +49,6 @@ def run_keys_command(args: argparse.Namespace, target: KeysTarget) -> int:
         "list": _list,
         "revoke": _revoke,
     }
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # Alembic narrates every migration at INFO; a key command's output should be the key.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return asyncio.run(commands[args.keys_command](args, target))
     except (DatabaseError, KeyInputError, KeyNotFound) as error:

@@ -163,6 +163,9 @@ def configure(level: str, form: LogFormat = "text", *, secrets: Iterable[str] = 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    if logging.getLevelName(level) != logging.DEBUG:
+        # Alembic says at INFO how it is set up every time a process migrates: noise.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return handler
 
 

@@ -64,7 +64,11 @@ class Sandbox:
         await self.gateway.close()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        # A stop does not wait long for requests still held (a latency fault holds one for as
+        # long as it was told): the sandbox is a stand-in, nobody depends on its last answers.
+        self._runner = web.AppRunner(
+            self.application(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         self.host = host

@@ -63,6 +63,25 @@ def _empty_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _shard_ids(value: object) -> object:
+    """``0-3``, ``0,2,4`` or ``0-1,6``: shard ids, each once, in order."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    ids: set[int] = set()
+    for part in value.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last) if dash else int(first)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a shard id or a range like 0-3") from None
+        if low < 0 or high < low:
+            raise ValueError(f"{part.strip()!r} is not a shard id or a range like 0-3")
+        ids.update(range(low, high + 1))
+    return sorted(ids)
+
+
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names it and says what to do."""
 
@@ -146,6 +165,11 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Gateway shards for polly bot; unset: what GET /gateway/bot recommends.",
+    )
+    shard_ids: Annotated[list[int] | None, NoDecode, BeforeValidator(_shard_ids)] = Field(
+        default=None,
+        description="The gateway shards this polly bot runs (0-3, or 0,2,4), so that several bot"
+        " processes split them; needs POLLY_SHARD_COUNT. Unset: every shard.",
     )
     event_stream_length: int = Field(
         default=1000, ge=10, description="Events kept per guild stream for subscribers to replay."
@@ -329,6 +353,26 @@ def secrets_of(settings: Settings) -> list[str]:
         if ":" in credentials:
             secrets.append(credentials.split(":", 1)[1])
     return secrets
+
+
+def shard_plan(settings: Settings) -> tuple[int | None, list[int] | None]:
+    """(shard count, the shards this process runs): both None for every shard Discord
+    recommends; a sentence when POLLY_SHARD_IDS cannot be run."""
+    ids = settings.shard_ids
+    if ids is None:
+        return settings.shard_count, None
+    if settings.shard_count is None:
+        raise SettingsError(
+            "POLLY_SHARD_IDS needs POLLY_SHARD_COUNT: every process that splits the shards must agree"
+            " on how many there are."
+        )
+    beyond = [shard for shard in ids if shard >= settings.shard_count]
+    if beyond:
+        raise SettingsError(
+            f"POLLY_SHARD_IDS names shard {beyond[0]}, but POLLY_SHARD_COUNT={settings.shard_count}"
+            f" numbers them 0 to {settings.shard_count - 1}."
+        )
+    return settings.shard_count, ids
 
 
 def require_token(settings: Settings) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 
@@ -32,14 +33,18 @@ class PollyBot(discord.AutoShardedClient):
         sync: GatewaySync,
         *,
         shard_count: int | None = None,
+        shard_ids: list[int] | None = None,
         on_channel_deleted: Callable[[int], Awaitable[None]] | None = None,
         on_click: Callable[[Click], Awaitable[None]] | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # roles, channels and the bot's own member; nothing privileged
+        # Some of the shards (with their count), or every shard (discord.py's default).
+        shards: dict[str, Any] = {} if shard_ids is None else {"shard_ids": shard_ids}
         super().__init__(
             intents=intents,
             shard_count=shard_count,
+            **shards,
             enable_debug_events=True,  # on_socket_raw_receive: Discord's own JSON, as REST has it
             max_messages=None,
             chunk_guilds_at_startup=False,

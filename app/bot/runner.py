@@ -26,7 +26,7 @@ from app.polls.record import PollRecord
 from app.polls.scheduler import RateLimits, Scheduler
 from app.polls.votes import VoteService
 from app.roles.snapshot import GuildSnapshot
-from app.settings import Settings, SettingsError, database_url, require_token
+from app.settings import Settings, SettingsError, database_url, require_token, shard_plan
 from app.storage.ballots import BallotStore
 from app.storage.database import Database, DatabaseError
 from app.storage.polls import PollStore
@@ -121,6 +121,7 @@ async def run_bot(
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT arrives); raises BotLoginRefused on a bad token."""
     token = require_token(settings)
+    shard_count, shard_ids = shard_plan(settings)
     point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
     cache = role_cache_for(settings, redis_client)
     sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
@@ -145,7 +146,8 @@ async def run_bot(
     )
     bot = PollyBot(
         sync,
-        shard_count=settings.shard_count,
+        shard_count=shard_count,
+        shard_ids=shard_ids,
         on_channel_deleted=scheduler.channel_deleted,
         on_click=buttons.handle,
     )

@@ -11,7 +11,7 @@ from app.discord.client import (
     DiscordNotFound,
     DiscordRest,
     DiscordUnauthorized,
-    DiscordUnavailable,
+    DiscordUnreachable,
 )
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
@@ -51,14 +51,14 @@ async def test_errors_say_what_went_wrong(sandbox: Sandbox, fixture: Fixture, ht
         playground = guild_id(fixture, "Polly Playground")
         roles_route = "/guilds/{guild_id}/roles"
         await http.control("POST", "/_sandbox/faults", {"method": "GET", "route": roles_route, "status": 503})
-        with pytest.raises(DiscordUnavailable):
+        with pytest.raises(DiscordUnreachable):
             await rest.guild_roles(playground)
 
         # A minute late: only the client's own timeout ends the call before the test's.
         await http.control(
             "POST", "/_sandbox/faults", {"method": "GET", "route": "/guilds/{guild_id}", "latency_ms": 60_000}
         )
-        with pytest.raises(DiscordUnavailable, match="in time"):
+        with pytest.raises(DiscordUnreachable, match="in time"):
             async with asyncio.timeout(30):
                 await rest.guild(playground)
 
@@ -68,7 +68,7 @@ async def test_errors_say_what_went_wrong(sandbox: Sandbox, fixture: Fixture, ht
             "/_sandbox/faults",
             {"method": "GET", "route": roles_route, "status": 429, "retry_after": 60},
         )
-        with pytest.raises(DiscordUnavailable, match="rate limited"):
+        with pytest.raises(DiscordUnreachable, match="rate limited"):
             await rest.guild_roles(playground)
         await http.control("POST", "/_sandbox/stats/reset")
         await http.control(
@@ -76,7 +76,7 @@ async def test_errors_say_what_went_wrong(sandbox: Sandbox, fixture: Fixture, ht
             "/_sandbox/faults",
             {"method": "GET", "route": roles_route, "status": 429, "retry_after": 1, "global": True},
         )
-        with pytest.raises(DiscordUnavailable, match="in time"):
+        with pytest.raises(DiscordUnreachable, match="in time"):
             await rest.guild_roles(playground)
 
         # The timed-out call waits out the global limit and retries in the background; after
@@ -97,5 +97,5 @@ async def test_a_wrong_token_is_refused(sandbox: Sandbox) -> None:
 
 async def test_an_unreachable_discord_is_unavailable() -> None:
     rest = DiscordRest(api_url="http://127.0.0.1:9/api/v10", token="x", timeout=2)
-    with pytest.raises(DiscordUnavailable):
+    with pytest.raises(DiscordUnreachable):
         await rest.open()

@@ -20,9 +20,9 @@ from app.access.credentials import Credentials, trusted_origin
 from app.access.errors import LOGIN_HINT, AccessUnavailable
 from app.access.principal import Principal, PrincipalKind, ViewerGuild, anonymous
 from app.cache.access_cache import AccessCache
-from app.discord.client import DiscordRestError, DiscordUnauthorized, DiscordUnavailable
+from app.discord.client import DiscordRestError, DiscordUnauthorized, DiscordUnreachable
 from app.discord.oauth import DiscordOAuth, OAuthRefused
-from app.roles.errors import DiscordUnavailable as GuildsUnavailable
+from app.roles.errors import DiscordUnavailable
 from app.roles.single_flight import SingleFlight
 from app.storage.api_keys import ApiKeyRecord, ApiKeyStore, parse_token, secret_matches
 from app.storage.database import DatabaseError
@@ -189,7 +189,7 @@ class Authenticator:
             await self._sessions.delete(session_id)
             await self._cache.announce_change(PrincipalKind.USER.value, session.user_id)
             raise SessionEnded from error
-        except (DiscordUnavailable, DiscordRestError) as error:
+        except (DiscordUnreachable, DiscordRestError) as error:
             fetched = session.guilds_fetched_at
             if (
                 session.guilds is not None
@@ -199,7 +199,7 @@ class Authenticator:
                 log.warning("Discord cannot list %s's guilds (%s); using the list of %s.",
                             session.user_id, error, fetched.isoformat())  # fmt: skip
                 return list(session.guilds)
-            raise GuildsUnavailable(
+            raise DiscordUnavailable(
                 "Discord cannot be asked for your guilds right now; try again in a minute."
             ) from error
         await self._sessions.update_guilds(session.id_hash, guilds, datetime.now(UTC))

@@ -66,7 +66,7 @@ from app.polls.events import PollEvents
 from app.polls.record import PollRecord
 from app.polls.service import PollService
 from app.polls.votes import VoteService
-from app.roles.errors import DiscordUnavailable as RolesDiscordUnavailable
+from app.roles.errors import DiscordUnavailable
 from app.roles.service import RoleService, ServiceLimits
 from app.settings import Settings, database_url, require_secret_key, require_token
 from app.storage.api_keys import ApiKeyStore
@@ -214,7 +214,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         except DiscordNotFound:
             return frozenset()
         except DiscordRestError as error:
-            raise RolesDiscordUnavailable(
+            raise DiscordUnavailable(
                 "Discord cannot tell your roles now, and this poll takes votes from some roles only;"
                 " try again shortly."
             ) from error

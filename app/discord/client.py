@@ -43,7 +43,7 @@ class DiscordUnauthorized(DiscordRestError):
     """Discord refused the bot token (HTTP 401)."""
 
 
-class DiscordUnavailable(DiscordRestError):
+class DiscordUnreachable(DiscordRestError):
     """Discord failed or was too slow (5xx, timeout, network, or a rate limit past our bound).
 
     Retrying later may help; serving the last known data is the right answer meanwhile.
@@ -71,7 +71,7 @@ def translate(error: Exception) -> DiscordRestError:
     if isinstance(error, DiscordRestError):
         return error
     if isinstance(error, discord.RateLimited):
-        return DiscordUnavailable(
+        return DiscordUnreachable(
             f"Discord rate limited the bot for {error.retry_after:.1f}s, longer than we wait.", status=429
         )
     if isinstance(error, discord.HTTPException):
@@ -83,12 +83,12 @@ def translate(error: Exception) -> DiscordRestError:
         if status == 403:
             return DiscordForbidden(text, status=status, code=code)
         if status == 429 or status >= 500:
-            return DiscordUnavailable(f"Discord failed with HTTP {status}: {text}", status=status, code=code)
+            return DiscordUnreachable(f"Discord failed with HTTP {status}: {text}", status=status, code=code)
         return DiscordRestError(text, status=status, code=code)
     if isinstance(error, TimeoutError):
-        return DiscordUnavailable("Discord did not answer in time.")
+        return DiscordUnreachable("Discord did not answer in time.")
     if isinstance(error, aiohttp.ClientError | OSError):
-        return DiscordUnavailable(f"Discord cannot be reached: {error}")
+        return DiscordUnreachable(f"Discord cannot be reached: {error}")
     raise error
 
 
@@ -96,7 +96,7 @@ class DiscordRest:
     """Discord's REST API for one bot token.
 
     ``timeout`` bounds each call as a whole, waits for 429s and retries of 5xx included; past
-    it the call fails with :class:`DiscordUnavailable`. ``max_ratelimit_wait`` is the longest
+    it the call fails with :class:`DiscordUnreachable`. ``max_ratelimit_wait`` is the longest
     429 that discord.py waits out rather than failing at once (discord.py's floor is 30 s).
     """
 
@@ -199,7 +199,7 @@ class DiscordRest:
         except TimeoutError:
             request.close()
             self._failed("Too many Discord calls are still under way.")
-            raise DiscordUnavailable(
+            raise DiscordUnreachable(
                 f"Too many Discord calls are still under way; none finished within {self._timeout:g}s."
             ) from None
         task = asyncio.ensure_future(request)
@@ -210,12 +210,12 @@ class DiscordRest:
         except TimeoutError:
             task.add_done_callback(_discard_outcome)
             self._failed(f"Discord did not answer in time ({self._timeout:g}s).")
-            raise DiscordUnavailable(f"Discord did not answer in time ({self._timeout:g}s).") from None
+            raise DiscordUnreachable(f"Discord did not answer in time ({self._timeout:g}s).") from None
         except discord.LoginFailure:
             raise
         except Exception as error:
             translated = translate(error)
-            if isinstance(translated, DiscordUnavailable):
+            if isinstance(translated, DiscordUnreachable):
                 self._failed(str(translated))
             else:
                 self.last_success = time.time()

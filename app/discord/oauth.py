@@ -23,7 +23,7 @@ from app.discord.client import (
     DiscordForbidden,
     DiscordRestError,
     DiscordUnauthorized,
-    DiscordUnavailable,
+    DiscordUnreachable,
 )
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class DiscordOAuth:
                 scope=str(body.get("scope", "")),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise DiscordUnavailable(f"Discord's token answer lacks {error}.") from error
+            raise DiscordUnreachable(f"Discord's token answer lacks {error}.") from error
 
     async def _request(
         self,
@@ -170,9 +170,9 @@ class DiscordOAuth:
                             continue
                         return _checked(response.status, body)
         except TimeoutError:
-            raise DiscordUnavailable(f"Discord did not answer in time ({self._timeout:g}s).") from None
+            raise DiscordUnreachable(f"Discord did not answer in time ({self._timeout:g}s).") from None
         except (aiohttp.ClientError, OSError, ValueError) as error:
-            raise DiscordUnavailable(f"Discord cannot be reached: {error}") from error
+            raise DiscordUnreachable(f"Discord cannot be reached: {error}") from error
 
 
 def _checked(status: int, body: Any) -> Any:
@@ -187,5 +187,5 @@ def _checked(status: int, body: Any) -> Any:
     if status == 403:
         raise DiscordForbidden(text, status=status, code=int(detail.get("code", 0) or 0))
     if status >= 500:
-        raise DiscordUnavailable(f"Discord failed with HTTP {status}: {text}", status=status)
+        raise DiscordUnreachable(f"Discord failed with HTTP {status}: {text}", status=status)
     raise DiscordRestError(f"Discord answered HTTP {status}: {text}", status=status)

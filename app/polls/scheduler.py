@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.cache.discord_budget import DiscordBudget, Limit
-from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnavailable
+from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnreachable
 from app.polls import message, rules
 from app.polls.events import PollChange, PollEvents
 from app.polls.record import Pending, PollRecord, Status, Visibility
@@ -377,7 +377,7 @@ class Scheduler:
         attempts = poll.attempts + 1
         retry = backoff(attempts)
         SCHEDULER_RETRIES.labels(_action(poll, {})).inc()
-        if isinstance(error, DiscordUnavailable):
+        if isinstance(error, DiscordUnreachable):
             code, text = "DISCORD_UNAVAILABLE", f"Discord failed ({error}); retrying in {retry.seconds} s."
         elif error.status == 403:
             code = "MISSING_PERMISSIONS"

@@ -174,10 +174,6 @@ class Settings(BaseSettings):
     event_stream_length: int = Field(
         default=1000, ge=10, description="Events kept per guild stream for subscribers to replay."
     )
-    bot_mode: Literal["write-through", "invalidate"] = Field(
-        default="write-through",
-        description="write-through (ours) or invalidate (the origin design, kept for comparison).",
-    )
     scheduler_interval: float = Field(
         default=0.5,
         gt=0,

@@ -126,7 +126,7 @@ def run_way(way: str, args: argparse.Namespace) -> dict[str, Any]:
         fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
         queries, changes = workload(fixture, args)
         if way != "no cache":
-            stack.bot(sandbox, redis_url, bot_mode="write-through" if way == "ours" else "invalidate")
+            stack.bot(sandbox, redis_url, origin_design=way != "ours")
             api = stack.api(sandbox, redis_url)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:  # the bot's session has seen every GUILD_CREATE

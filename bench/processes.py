@@ -129,8 +129,15 @@ class Stack(contextlib.ExitStack):
             self.auth = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
         return self.spawn_listening([sys.executable, "-m", "app", "api", "--port", "0"], env)
 
-    def bot(self, sandbox_url: str, redis_url: str, **settings: str) -> None:
-        self.spawn([sys.executable, "-m", "app", "bot"], polly_env(sandbox_url, redis_url, settings))
+    def bot(self, sandbox_url: str, redis_url: str, *, origin_design: bool = False, **settings: str) -> None:
+        """polly bot; or, with ``origin_design``, the origin design's invalidating bot."""
+        command = [
+            sys.executable,
+            "-m",
+            "bench.origin_bot" if origin_design else "app",
+            *([] if origin_design else ["bot"]),
+        ]
+        self.spawn(command, polly_env(sandbox_url, redis_url, settings))
 
 
 def polly_env(sandbox_url: str, redis_url: str, settings: dict[str, str]) -> dict[str, str]:

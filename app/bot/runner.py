@@ -118,13 +118,14 @@ async def run_bot(
     *,
     handle_signals: bool = True,
     redis_client: redis.Redis | None = None,
+    sync_type: type[GatewaySync] = GatewaySync,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT arrives); raises BotLoginRefused on a bad token."""
     token = require_token(settings)
     shard_count, shard_ids = shard_plan(settings)
     point_discord_py_at(str(settings.discord_api_url), str(settings.discord_gateway_url))
     cache = role_cache_for(settings, redis_client)
-    sync = GatewaySync(cache, stream_length=settings.event_stream_length, mode=settings.bot_mode)
+    sync = sync_type(cache, stream_length=settings.event_stream_length)
     events = PollEvents(PollEventLog(cache, stream_length=settings.event_stream_length))
     scheduler = await open_scheduler(settings, token, sync, cache)
     scheduler.events = events

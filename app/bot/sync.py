@@ -6,8 +6,8 @@ through to Redis as the guild's newest version, and publishes one event per effe
 them. A failed write is logged and retried; while Redis is down the bot keeps its gateway
 session, and when Redis answers again it resyncs every guild.
 
-``mode="invalidate"`` is the origin design, kept for comparison in bench/api_calls: no
-write-through; role events only invalidate the cache (when name, mentionable or managed change).
+The origin design (no write-through; role events only invalidate the cache) lives in
+bench/origin_bot.py, for comparison in bench/api_calls.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -30,9 +30,6 @@ from app.telemetry import logs
 from app.telemetry.metrics import GATEWAY_EVENTS, GATEWAY_RESYNCS, event_kind
 
 log = logging.getLogger(__name__)
-
-Mode = Literal["write-through", "invalidate"]
-_SEED_FIELDS = ("name", "mentionable", "managed")
 
 
 def _shard_of(guild_id: int, shard_count: int) -> int:
@@ -56,12 +53,10 @@ class GatewaySync:
         cache: RoleCache,
         *,
         stream_length: int = 1000,
-        mode: Mode = "write-through",
         retry_interval: float = 1.0,
     ) -> None:
         self.cache = cache
         self.stream_length = stream_length
-        self.mode = mode
         self.retry_interval = retry_interval
         self.guilds: dict[int, GuildSnapshot] = {}
         self.bot_id = 0
@@ -102,13 +97,14 @@ class GatewaySync:
         GATEWAY_EVENTS.labels(event_kind(name)).inc()
         if name == "READY":
             self.shard_count = int((data.get("shard") or (0, 1))[1])
-        handler = _HANDLERS.get(name)
-        if handler is None:
+        method = _HANDLERS.get(name)
+        if method is None:
             return
+        handler = getattr(self, method)
         guild = _guild_of(name, data)
         shard = _shard_of(guild, self.shard_count) if guild else (data.get("shard") or (0, 1))[0]
         with logs.about(shard=shard, guild=guild, event=name):
-            await handler(self, data)
+            await handler(data)
 
     async def _ready(self, data: dict[str, Any]) -> None:
         self.bot_id = int(data["user"]["id"])
@@ -138,8 +134,6 @@ class GatewaySync:
             channels=data.get("channels", []),
         )
         self.guilds[guild_id] = snapshot
-        if self.mode == "invalidate":
-            return
         await self._resync(guild_id, snapshot)
 
     async def _resync(self, guild_id: int, snapshot: GuildSnapshot, *, events_lost: bool = False) -> None:
@@ -189,12 +183,6 @@ class GatewaySync:
         role_id = int(role["id"])
         roles = [r for r in before.roles if int(r["id"]) != role_id] + [role]
         after = replace(before, roles=sort_roles(roles))
-        if self.mode == "invalidate":
-            self.guilds[guild_id] = after
-            old = before.roles_by_id.get(role_id)
-            if old is None or any(old.get(f) != role.get(f) for f in _SEED_FIELDS):
-                await self.cache.invalidate_guild_roles_cache(guild_id)
-            return
         await self._commit(before, after, Change(kind, role_id=role_id))
 
     async def _role_create(self, data: dict[str, Any]) -> None:
@@ -214,14 +202,10 @@ class GatewaySync:
             roles=[r for r in before.roles if int(r["id"]) != role_id],
             bot_role_ids=tuple(r for r in before.bot_role_ids if r != role_id),
         )
-        if self.mode == "invalidate":
-            self.guilds[guild_id] = after
-            await self.cache.invalidate_guild_roles_cache(guild_id)
-            return
         await self._commit(before, after, Change(EventKind.ROLE_DELETED, role_id=role_id))
 
     async def _member_update(self, data: dict[str, Any]) -> None:
-        if int(data.get("user", {}).get("id", 0)) != self.bot_id or self.mode == "invalidate":
+        if int(data.get("user", {}).get("id", 0)) != self.bot_id:
             return
         guild_id = int(data["guild_id"])
         before = self.guilds.get(guild_id)
@@ -231,7 +215,7 @@ class GatewaySync:
         await self._commit(before, after, Change(EventKind.BOT_PERMISSIONS_CHANGED))
 
     async def _channel_change(self, data: dict[str, Any], *, deleted: bool = False) -> None:
-        if "guild_id" not in data or self.mode == "invalidate":
+        if "guild_id" not in data:
             return
         guild_id = int(data["guild_id"])
         before = self.guilds.get(guild_id)
@@ -321,16 +305,18 @@ class GatewaySync:
                 self.guilds[guild_id] = replace(snapshot, version=version)
 
 
+# Dispatch name -> the method that applies it (looked up on the instance: a subclass may
+# apply a dispatch its own way, as bench/origin_bot.py does).
 _HANDLERS = {
-    "READY": GatewaySync._ready,
-    "GUILD_CREATE": GatewaySync._guild_create,
-    "GUILD_UPDATE": GatewaySync._guild_update,
-    "GUILD_DELETE": GatewaySync._guild_delete,
-    "GUILD_ROLE_CREATE": GatewaySync._role_create,
-    "GUILD_ROLE_UPDATE": GatewaySync._role_update,
-    "GUILD_ROLE_DELETE": GatewaySync._role_delete,
-    "GUILD_MEMBER_UPDATE": GatewaySync._member_update,
-    "CHANNEL_CREATE": GatewaySync._channel_create,
-    "CHANNEL_UPDATE": GatewaySync._channel_update,
-    "CHANNEL_DELETE": GatewaySync._channel_delete,
+    "READY": "_ready",
+    "GUILD_CREATE": "_guild_create",
+    "GUILD_UPDATE": "_guild_update",
+    "GUILD_DELETE": "_guild_delete",
+    "GUILD_ROLE_CREATE": "_role_create",
+    "GUILD_ROLE_UPDATE": "_role_update",
+    "GUILD_ROLE_DELETE": "_role_delete",
+    "GUILD_MEMBER_UPDATE": "_member_update",
+    "CHANNEL_CREATE": "_channel_create",
+    "CHANNEL_UPDATE": "_channel_update",
+    "CHANNEL_DELETE": "_channel_delete",
 }

@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=run_demo, needs_settings=False)
 
     _add_keys_parser(commands)
+    _add_db_parser(commands)
     return parser
 
 
@@ -178,6 +179,45 @@ def _add_keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id, as `polly keys list` shows it")
     keys.set_defaults(run=run_keys)
+
+
+def _add_db_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = commands.add_parser(
+        "db",
+        help="migrate the database, as a deployment step of its own",
+        description="The database of POLLY_DATABASE_URL (else SQLite in POLLY_DATA_DIR). polly api,"
+        " polly bot and polly keys migrate it at start too; this runs the migrations alone, before"
+        " anything else starts.",
+    )
+    actions = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    actions.add_parser(
+        "upgrade",
+        help="migrate the database to the newest revision (nothing to do if it is there)",
+        description="Create or migrate the tables to the newest revision and exit; safe to run from"
+        " several places at once, and again.",
+    )
+    db.set_defaults(run=run_db)
+
+
+def run_db(args: argparse.Namespace, settings: Settings) -> int:
+    from app.settings import database_url
+    from app.storage.database import Database, DatabaseError
+
+    async def upgrade() -> str:
+        database = Database(database_url(settings))
+        try:
+            await database.upgrade()
+        finally:
+            await database.close()
+        return database.url
+
+    try:
+        url = asyncio.run(upgrade())
+    except DatabaseError as error:
+        print(f"polly db {args.db_command}: {error}", file=sys.stderr)
+        return 2
+    print(f"Database at {url} is at the newest revision.", flush=True)
+    return 0
 
 
 def run_keys(args: argparse.Namespace, settings: Settings) -> int:

@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument(
         "--port", type=int, default=8000, help="port to listen on (default 8000; 0: one the system picks)"
     )
+    api.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="API processes sharing the port (SO_REUSEPORT); default 1",
+    )
+    # A worker of `--workers N`: binds the port alongside its siblings.
+    api.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     api.set_defaults(run=run_api)
 
     bot = commands.add_parser(
@@ -317,7 +325,8 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
             await rest.close()
 
     try:
-        asyncio.run(check_token())
+        if not args.reuse_port:  # a worker's supervisor checked already
+            asyncio.run(check_token())
     except DiscordUnauthorized:
         print(
             f"polly api: Discord at {settings.discord_api_url} refused POLLY_DISCORD_TOKEN; "
@@ -329,6 +338,15 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
         # Not fatal: the API starts degraded, and its startup logs this in the configured format.
         logging.getLogger(__name__).debug("Discord did not answer the token check: %s", error)
 
+    if args.workers > 1:
+        from app.api.workers import run_workers
+
+        return run_workers(args.workers, args.host, args.port, settings.metrics_dir)
+    sockets = None
+    if args.reuse_port:
+        from app.api.workers import reuse_port_socket
+
+        sockets = [reuse_port_socket(args.host, args.port)]
     config = server_config(
         create_app(settings), settings, host=args.host, port=args.port, log_level=settings.log_level.lower()
     )
@@ -340,7 +358,7 @@ def run_api(args: argparse.Namespace, settings: Settings) -> int:
     # as killed (status -15). Ours ends it with the status a supervisor expects.
     signal.signal(signal.SIGTERM, _exit_stopped)
     signal.signal(signal.SIGINT, _exit_stopped)
-    server.run()
+    server.run(sockets=sockets)
     # uvicorn ends with "Application startup failed" when the lifespan could not open what the
     # API needs (the database, most likely); the reason is logged above.
     return 0 if server.started else 3

@@ -24,7 +24,7 @@ async def readyz(request: Request) -> JSONResponse:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(1.0):
-            await services.role_cache.breaker.call(services.redis.ping)
+            await services.role_cache.ping()
         redis_state = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
     except (CacheUnavailable, TimeoutError) as error:
         redis_state = {"ok": False, "error": str(error) or "Redis did not answer within 1s."}

@@ -140,7 +140,7 @@ class GatewaySync:
         """Make the cache hold ``snapshot``. Clients hear of it (GUILD_RESYNCED) when what they
         were served differs, or was there once and is lost, or events may have been lost."""
         GATEWAY_RESYNCS.inc()
-        await self.cache.breaker.call(lambda: self.cache.redis.sadd(self.cache.keys.bot_guilds(), guild_id))
+        await self.cache.add_bot_guild(guild_id)
         raw, version = await self.cache.guild_and_version(guild_id)
         cached = GuildSnapshot.from_json(raw) if raw is not None else None
         if cached is not None and cached.absent is None and same_stored_data(cached, snapshot):
@@ -170,7 +170,7 @@ class GatewaySync:
 
     async def _left(self, guild_id: int) -> None:
         self.guilds.pop(guild_id, None)
-        await self.cache.breaker.call(lambda: self.cache.redis.srem(self.cache.keys.bot_guilds(), guild_id))
+        await self.cache.remove_bot_guild(guild_id)
         await self.cache.drop_guild(guild_id)
         log.info("The bot left guild %s; its cached roles are dropped.", guild_id)
 
@@ -279,7 +279,7 @@ class GatewaySync:
             if not self._redis_lost or not self.cache.breaker.available:
                 continue
             try:
-                await self.cache.breaker.call(self.cache.redis.ping)
+                await self.cache.ping()
                 await self.resync_all()
             except CacheUnavailable:
                 continue

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
 
 from app.cache import scripts
 from app.cache.connection import Breaker, CacheUnavailable
@@ -261,6 +262,20 @@ class RoleCache:
         keys = self._guild_keys(guild_id)
         args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
         return int(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
+
+    async def ping(self) -> None:
+        """Raises CacheUnavailable unless Redis answers."""
+        await self.breaker.call(self.redis.ping)
+
+    def pubsub(self) -> PubSub:
+        """A pub/sub connection for event channels (app/live/hub.py)."""
+        return self.redis.pubsub()
+
+    async def add_bot_guild(self, guild_id: int) -> None:
+        await self.breaker.call(lambda: self.redis.sadd(self.keys.bot_guilds(), guild_id))
+
+    async def remove_bot_guild(self, guild_id: int) -> None:
+        await self.breaker.call(lambda: self.redis.srem(self.keys.bot_guilds(), guild_id))
 
     async def bot_guild_ids(self) -> list[int]:
         members = await self.breaker.call(lambda: self.redis.smembers(self.keys.bot_guilds()))

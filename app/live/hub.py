@@ -144,7 +144,7 @@ class EventHub:
 
     def _ensure_pubsub(self) -> PubSub:
         if self._pubsub is None:
-            self._pubsub = self._cache.redis.pubsub()
+            self._pubsub = self._cache.pubsub()
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(), name="event-hub")
         return self._pubsub

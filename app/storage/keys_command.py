@@ -17,11 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from app.cache.connection import open_redis
 from app.storage.api_keys import ApiKeyRecord, ApiKeyStore, KeyInputError, KeyNotFound, check_key_input
 from app.storage.database import Database, DatabaseError
 
@@ -134,13 +132,8 @@ async def _revoke(args: argparse.Namespace, target: KeysTarget) -> int:
 
 
 async def _forget_cached(target: KeysTarget, key_id: str) -> None:
-    client = aioredis.Redis.from_url(
-        target.redis_url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        # One attempt: the warning is the fallback, not a slow series of retries.
-        retry=Retry(NoBackoff(), 0),
-    )
+    # One attempt (open_redis never retries): the warning is the fallback, not a slow series.
+    client = open_redis(target.redis_url, timeout=REDIS_TIMEOUT, max_connections=1)
     try:
         await client.delete(target.cache_key(key_id))
         if target.revoked is not None:

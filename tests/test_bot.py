@@ -308,7 +308,7 @@ async def test_shards_follow_get_gateway_bot(redis_url: str) -> None:
     from app.discord.client import point_discord_py_at
     from app.sandbox.builtin import generated_fixture
 
-    sharded = Sandbox(generated_fixture(40, shards=3))
+    sharded = Sandbox(generated_fixture(40, shards=3).model_copy(update={"max_concurrency": 3}))
     await sharded.start()
     point_discord_py_at(sharded.api_url, sharded.gateway_url)
     running = RunningBot(sharded, redis_url)

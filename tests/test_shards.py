@@ -27,7 +27,8 @@ SHARDS = 2
 
 @pytest_asyncio.fixture
 async def sharded() -> AsyncIterator[Sandbox]:
-    running = Sandbox(default_fixture().model_copy(update={"shards": SHARDS}))
+    # Both shards IDENTIFY at once (discord.py waits 5 s between them otherwise).
+    running = Sandbox(default_fixture().model_copy(update={"shards": SHARDS, "max_concurrency": SHARDS}))
     await running.start("127.0.0.1", 0)
     try:
         yield running

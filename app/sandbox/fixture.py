@@ -218,6 +218,9 @@ class Fixture(Model):
     users: list[User] = Field(default_factory=list)
     guilds: list[Guild] = Field(default_factory=list)
     shards: int = Field(default=1, ge=1, le=64)
+    # Shards that may IDENTIFY at once (GET /gateway/bot's session_start_limit); 1, as Discord
+    # gives most bots, has discord.py wait 5 s between shards.
+    max_concurrency: int = Field(default=1, ge=1, le=64)
 
     @model_validator(mode="after")
     def _consistent(self) -> Fixture:

@@ -244,8 +244,14 @@ async def get_gateway(request: web.Request) -> web.Response:
 
 @routes.get("/gateway/bot")
 async def get_gateway_bot(request: web.Request) -> web.Response:
-    limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-    shards = request.app[STATE].shards
+    state = request.app[STATE]
+    limit = {
+        "total": 1000,
+        "remaining": 999,
+        "reset_after": 14_400_000,
+        "max_concurrency": state.max_concurrency,
+    }
+    shards = state.shards
     return json_response({"url": gateway_url(request), "shards": shards, "session_start_limit": limit})
 
 

@@ -145,6 +145,7 @@ class SandboxState:
         self.bot = fixture.bot.model_copy()
         self.application = fixture.application.model_copy()
         self.shards = fixture.shards
+        self.max_concurrency = fixture.max_concurrency
         self.users: dict[int, User] = {user.id: user.model_copy() for user in fixture.users}
         self.users[self.bot.id] = self.bot
         self.guilds: dict[int, GuildState] = {
@@ -175,6 +176,7 @@ class SandboxState:
             users=[user for user in self.users.values() if user.id != self.bot.id],
             guilds=[guild.to_model() for guild in self.guilds.values()],
             shards=self.shards,
+            max_concurrency=self.max_concurrency,
         )
 
     # -- lookups --------------------------------------------------------------------------------

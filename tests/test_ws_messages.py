@@ -729,7 +729,7 @@ def exchange(api: RunningApi, protocol: str, texts: list[str], init: bool, keyed
     ("protocol", "connections"),
     # graphql-transport-ws closes at the first malformed message: more connections, fewer
     # messages on each; graphql-ws answers and stays open.
-    [(TRANSPORT, 1500), (LEGACY, 700)],
+    [(TRANSPORT, 1000), (LEGACY, 700)],
 )
 async def test_generated_messages_get_their_protocols_answer_and_no_traceback(
     api: RunningApi, fixture: Fixture, server_log: pytest.LogCaptureFixture, protocol: str, connections: int

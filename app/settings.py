@@ -142,13 +142,6 @@ class Settings(BaseSettings):
         ge=1024,
         description="Bytes unsent to one WebSocket past which it is behind: it skips to a resync.",
     )
-    fanout_threads: int = Field(
-        default=2,
-        ge=1,
-        le=64,
-        description="Threads that write one subscription message to a large group's sockets (the"
-        " kernel's send runs without the GIL); 1 writes from the event loop alone.",
-    )
     keep_alive_interval: float = Field(
         default=15.0, gt=0, le=300, description="Seconds between WebSocket keep-alive messages."
     )

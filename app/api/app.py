@@ -49,11 +49,12 @@ from app.cache.poll_events import PollEventLog
 from app.cache.poll_results import PollResultsCache
 from app.cache.response_cache import ResponseCache
 from app.cache.role_cache import RoleCache
-from app.collector import collect_young, settle
+from app.collector import settle
 from app.discord.client import DiscordNotFound, DiscordRest, DiscordRestError, DiscordUnauthorized
 from app.discord.oauth import DiscordOAuth
 from app.graphql.context import RequestContext
 from app.graphql.fanout import Fanout
+from app.graphql.heartbeat import Heartbeat
 from app.graphql.http import GraphQLEndpoint
 from app.graphql.limits import QueryLimits
 from app.graphql.schema import build_schema
@@ -260,15 +261,16 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
     )
     streaming = StreamingView(
         schema,
-        Fanout(schema, buffer_limit=settings.subscriber_buffer_limit, send_threads=settings.fanout_threads),
+        Fanout(schema, buffer_limit=settings.subscriber_buffer_limit),
         context,
         authenticator,
         gate,
-        keep_alive_interval=settings.keep_alive_interval,
+        # Access is checked again as often as a copy of the caller's key or guilds may be cached.
+        heartbeat=Heartbeat(
+            settings.keep_alive_interval, min(settings.api_key_cache_ttl, settings.viewer_cache_ttl)
+        ),
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
-        # As long as a copy of the caller's key or guilds may be cached anyway.
-        access_recheck_interval=min(settings.api_key_cache_ttl, settings.viewer_cache_ttl),
         allowed_origins=[*settings.cors_origins, *sorted(allowed_origins - set(settings.cors_origins))],
         access_watch=AccessWatch(client, role_cache.keys),
     )
@@ -282,7 +284,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
 
 async def close_services(services: Services) -> None:
     await services.streaming.access_watch.close()
-    services.streaming.fanout.sender.close()
+    await services.streaming.heartbeat.close()
     await services.hub.close()
     await services.events.close()
     await services.poll_hub.close()
@@ -465,7 +467,6 @@ def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -
         settle()
         background = [
             asyncio.create_task(purge_sessions(LoginSessionStore(services.database))),
-            asyncio.create_task(collect_young()),
         ]
         try:
             yield
@@ -539,4 +540,7 @@ def server_config(
         ws_per_message_deflate=False,
         # A WebSocket message is a request like any other: the same bound as an HTTP body.
         ws_max_size=settings.max_body_bytes,
+        # The API's heartbeat (app/graphql/heartbeat.py) keeps every socket alive on one
+        # schedule; uvicorn's ping would add a timer per socket.
+        ws_ping_interval=None,
     )

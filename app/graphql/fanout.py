@@ -4,8 +4,8 @@ Subscribers whose subscription is the same — document, operation, and variable
 ``since`` — join one *group*, whoever they are: what a group sends depends only on the guild,
 and each subscriber is authorized for that guild before joining. A group runs the subscription once through
 Strawberry (one resolver, one Redis subscription of the event hub), serializes each result
-once, and writes it to every member's socket: a frame and a write per member, the writes
-spread over a few threads for large groups (app/graphql/frames.py).
+once, and queues it for every member's socket (app/graphql/outbox.py): nothing in a broadcast
+waits for a socket.
 
 A member that asks for ``since`` joins the group at once, holding what the group sends, while a
 private replay of what it missed runs for it alone; then it receives what the group sent after
@@ -43,13 +43,12 @@ from graphql import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from app import collector
 from app.access.policy import READ_ROLES, authorize
 from app.cache.event_log import parse_event_id
 from app.discord.snowflake import parse_snowflake
 from app.errors import PollyError
 from app.graphql.context import RequestContext
-from app.graphql.frames import FrameSender, SocketWriter, text_frame
+from app.graphql.outbox import Outbox
 from app.graphql.schema import PollySchema
 from app.telemetry.metrics import DELIVERY_SECONDS
 
@@ -71,15 +70,16 @@ class Member:
     """One subscriber of a group: its socket, and the envelope its protocol wraps payloads in."""
 
     # A broadcast reads every member of a group: slots keep each one small and in one piece.
-    __slots__ = ("_held", "behind", "done", "head", "writer")
+    __slots__ = ("_held", "behind", "done", "head", "outbox")
 
-    def __init__(self, writer: SocketWriter, operation_id: str, message_type: str) -> None:
-        self.writer = writer
-        self.head = (
-            b'{"id":' + orjson.dumps(operation_id) + b',"type":"' + message_type.encode() + b'","payload":'
-        )
+    def __init__(self, outbox: Outbox, operation_id: str, message_type: str) -> None:
+        self.outbox = outbox
+        envelope = {"id": operation_id, "type": message_type, "payload": None}
+        # The envelope up to its payload, which each message completes (and closes with "}").
+        self.head = orjson.dumps(envelope).decode().removesuffix("null}")
+
         self.behind = False
-        self._held: list[tuple[str | None, bytes]] | None = None
+        self._held: list[tuple[str | None, str]] | None = None
         self.done: asyncio.Future[Errors | None] = asyncio.get_running_loop().create_future()
 
     @property
@@ -98,12 +98,12 @@ class Member:
             if after is None or event_id is None or _order(event_id) > _order(after):
                 self.deliver(payload, event_id)
 
-    def send_now(self, payload: bytes) -> None:
+    def send_now(self, payload: str) -> None:
         """Send past what is held (the replay's own messages)."""
-        if not self.behind and not self.writer.write(self.head + payload + b"}"):
+        if not self.behind and not self.outbox.write(self.head + payload + "}"):
             self.behind = True
 
-    def deliver(self, payload: bytes, event_id: str | None = None) -> None:
+    def deliver(self, payload: str, event_id: str | None = None) -> None:
         if self._held is not None:
             if len(self._held) < HELD_LIMIT:
                 self._held.append((event_id, payload))
@@ -112,7 +112,7 @@ class Member:
             return
         if self.behind:
             return
-        if not self.writer.write(self.head + payload + b"}"):
+        if not self.outbox.write(self.head + payload + "}"):
             self.behind = True
 
     def finish(self, errors: Errors | None) -> None:
@@ -264,48 +264,17 @@ class Group:
         if result.data is not None:
             self._latest = result.data
         payload = _payload(result)
-        with collector.paused():
-            self._write_all(payload, event_id)
+        fell_behind = False
+        for member in tuple(self.members):
+            member.deliver(payload, event_id)
+            fell_behind = fell_behind or member.behind
+        if fell_behind and self._resyncs is None:
+            self._resyncs = asyncio.create_task(self._resync_when_drained())
         published = parse_event_id(event_id or "")
         if published is not None:
-            # Once per broadcast, not per member: the time to the group's last socket.
+            # Once per broadcast, not per member: the time until the last socket's message
+            # is queued (the sends themselves follow as the loop runs their tasks).
             DELIVERY_SECONDS.observe(max(0.0, time.time() - published[0] / 1000))
-
-    def _write_all(self, payload: bytes, event_id: str | None) -> None:
-        # Members whose sockets can take a frame now get it in one FrameSender batch; the
-        # others as usual. (Parallel lists of ints and bytes: nothing per member for the
-        # garbage collector to track.)
-        batch: list[Member] = []
-        fds: list[int] = []
-        heads: list[bytes] = []
-        # A socket with several subscriptions in this group takes one frame directly; the
-        # others queue behind it on its transport, so frames never interleave.
-        seen: set[int] = set()
-        after: list[Member] = []
-        others: list[Member] = []  # only these can fall behind now
-        for member in tuple(self.members):
-            writer = member.writer
-            if member.live and writer.idle():
-                fd = writer.fd
-                if fd in seen:
-                    after.append(member)
-                    continue
-                seen.add(fd)
-                batch.append(member)
-                fds.append(fd)
-                heads.append(member.head)
-            else:
-                member.deliver(payload, event_id)
-                others.append(member)
-        for index, sent in self._fanout.sender.send(fds, heads, payload):
-            batch[index].writer.sent_directly(text_frame(heads[index] + payload + b"}"), sent)
-        for member in after:
-            member.deliver(payload, event_id)
-        others += after
-        # A direct write never puts a member behind (what the socket did not take is queued):
-        # only the others can have fallen behind.
-        if self._resyncs is None and any(member.behind for member in others):
-            self._resyncs = asyncio.create_task(self._resync_when_drained())
 
     async def _resync_when_drained(self) -> None:
         """Members that fell behind get the latest state once, as GUILD_RESYNCED, when they drain."""
@@ -314,13 +283,13 @@ class Group:
                 await asyncio.sleep(RESYNC_CHECK_INTERVAL)
                 payload = self._resync_payload()
                 for member in tuple(self.members):
-                    if member.behind and member.writer.drained():
+                    if member.behind and member.outbox.drained():
                         member.behind = False
                         member.deliver(payload)
         finally:
             self._resyncs = None
 
-    def _resync_payload(self) -> bytes:
+    def _resync_payload(self) -> str:
         data = copy.deepcopy(self._latest) or {}
         message = data.get(self._shape.field)
         if isinstance(message, dict):
@@ -328,7 +297,7 @@ class Group:
                 message[self._shape.kind] = "GUILD_RESYNCED"
             if self._shape.role_id:
                 message[self._shape.role_id] = None
-        return orjson.dumps({"data": data})
+        return orjson.dumps({"data": data}).decode()
 
 
 def _stop_if_cancelled() -> None:
@@ -345,18 +314,17 @@ def _failed(result: ExecutionResult | PreExecutionError) -> bool:
     return isinstance(result, PreExecutionError) or bool(result.errors and result.data is None)
 
 
-def _payload(result: ExecutionResult) -> bytes:
+def _payload(result: ExecutionResult) -> str:
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [error.formatted for error in result.errors]
-    return orjson.dumps(body)
+    return orjson.dumps(body).decode()
 
 
 class Fanout:
-    def __init__(self, schema: PollySchema, *, buffer_limit: int = 256 * 1024, send_threads: int = 2) -> None:
+    def __init__(self, schema: PollySchema, *, buffer_limit: int = 256 * 1024) -> None:
         self.schema = schema
         self.buffer_limit = buffer_limit
-        self.sender = FrameSender(send_threads)
         self.groups: dict[GroupKey, Group] = {}
 
     def shared(
@@ -365,9 +333,9 @@ class Fanout:
         """How a subscription joins a group, or None when it is not one to share."""
         if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
             return None
-        shape = _shape(
-            query, operation_name, self.schema._schema, self.schema.limits.max_tokens, self.schema.rules
-        )
+        schema = self.schema
+        limits = schema.limits
+        shape = _shape(query, operation_name, schema.validation_schema, limits.max_tokens, schema.rules)
         if shape is None:
             return None
         group_variables = dict(variables or {})
@@ -397,7 +365,6 @@ class Fanout:
         try:
             authorize(context.principal, shared.guild_id, READ_ROLES)
         except PollyError as error:
-            await member.writer.close()
             # As the unshared path answers for a guild that does not exist, to the byte: a
             # refusal must not tell that the guild exists.
             return [error.formatted]
@@ -418,7 +385,8 @@ class Fanout:
             return await member.done
         finally:
             group.remove(member)
-            await member.writer.close()
+            # What the group queued for this member goes out before its last message does.
+            await member.outbox.flushed()
 
     async def _replay(
         self,

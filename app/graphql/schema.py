@@ -6,7 +6,8 @@ import logging
 from collections.abc import Iterator
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule, GraphQLError, GraphQLSchema
+from graphql import build_schema as build_from_sdl
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -200,6 +201,9 @@ class PollySchema(strawberry.Schema):
     # Set by build_schema: what every document must pass, for code that parses one itself.
     limits: QueryLimits
     rules: tuple[type[ASTValidationRule], ...]
+    # The same schema built from its SDL, to validate documents against: Strawberry keeps its
+    # own graphql-core schema private.
+    validation_schema: GraphQLSchema
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -236,6 +240,7 @@ def build_schema(limits: QueryLimits) -> PollySchema:
         ],
     )
     built.limits, built.rules = limits, tuple(rules)
+    built.validation_schema = build_from_sdl(built.as_str())
     return built
 
 

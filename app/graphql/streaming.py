@@ -14,7 +14,6 @@ Strawberry sees it, and answered as its protocol says (see ``transport_problem``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import (
     AsyncGenerator,
@@ -64,9 +63,10 @@ from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.errors import format_error
 from app.graphql.fanout import Fanout, Member
-from app.graphql.frames import SocketWriter
+from app.graphql.heartbeat import Beat, Heartbeat
 from app.graphql.http import PRINCIPAL
 from app.graphql.limits import parse_document
+from app.graphql.outbox import Outbox
 from app.graphql.schema import PollySchema
 from app.graphql.ws_messages import (
     NOT_JSON,
@@ -98,8 +98,17 @@ ONLY_SUBSCRIPTIONS = (
 )
 
 
-def _socket(handler: Any) -> WebSocket:
-    return cast(WebSocket, handler.websocket.ws)
+# The keep-alive messages of graphql-transport-ws and of the legacy graphql-ws.
+PING = '{"type":"ping"}'
+KEEP_ALIVE = '{"type":"ka"}'
+
+
+def outbox_of(handler: TransportWSHandler | GraphQLWSHandler) -> Outbox:
+    """The socket's one outbox, for every shared subscription's messages and its keep-alives."""
+    if handler.outbox is None:
+        websocket = cast(SocketAdapter, handler.websocket).ws
+        handler.outbox = Outbox(websocket, limit=handler.view.fanout.buffer_limit)
+    return handler.outbox
 
 
 # How often an operation that outlived its cancellation is cancelled again (see ``ended``).
@@ -183,12 +192,10 @@ class SocketAdapter(ASGIWebSocketAdapter):
 class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws, with shared subscriptions and server pings to keep idle sockets alive."""
 
-    _pinger: asyncio.Task[None] | None = None
-    _unwatch: Callable[[], None] | None = None
-
-    @property
-    def _view(self) -> StreamingView:
-        return cast(StreamingView, self.view)
+    view: StreamingView
+    outbox: Outbox | None = None
+    beat: Beat | None = None
+    unwatch: Callable[[], None] | None = None
 
     async def handle_message(self, message: Message) -> None:
         """Every message is checked against the protocol's shapes first: one that does not fit
@@ -211,38 +218,23 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and self._pinger is None:
-            self._pinger = asyncio.create_task(self._ping())
-            self._unwatch = self._view.watch(self.websocket, self.context)
-
-    async def _ping(self) -> None:
-        """Pings keep idle sockets alive; between them, the caller's access is checked again
-        every so often, and a socket whose access changed is closed (the client reconnects and
-        each subscription is authorized anew)."""
-        view = self._view
-        interval = view.keep_alive_interval or 15.0
-        checked = asyncio.get_running_loop().time()
-        try:
-            while True:
-                await asyncio.sleep(min(interval, view.access_recheck_interval))
-                now = asyncio.get_running_loop().time()
-                if now - checked >= view.access_recheck_interval:
-                    checked = now
-                    if await view.closed_if_access_changed(self.websocket, self.context):
-                        return
-                await self.send_message({"type": "ping"})
-        except WebSocketDisconnected:
-            return  # the client left while we spoke; the handler's shutdown follows
+        if self.connection_acknowledged and self.beat is None:
+            # Pings keep idle sockets alive; between them, the caller's access is checked again
+            # every so often, and a socket whose access changed is closed (the client
+            # reconnects and each subscription is authorized anew).
+            outbox = outbox_of(self)
+            view, websocket, handler = self.view, self.websocket, self
+            self.beat = view.heartbeat.join(
+                lambda: outbox.write(PING),
+                lambda: view.closed_if_access_changed(websocket, handler.context),
+            )
+            self.unwatch = view.watch(self.websocket, self.context)
 
     async def shutdown(self) -> None:
-        if self._unwatch is not None:
-            self._unwatch()
-        if self._pinger is not None:
-            self._pinger.cancel()
-            # The pinger never fails (access_changed does not raise); were it to, the socket's
-            # operations must still be cleaned up below.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(self._pinger, return_exceptions=True)
+        if self.unwatch is not None:
+            self.unwatch()
+        if self.beat is not None:
+            self.beat.end()
         # Strawberry cancels each operation once and then waits for it.
         await ended([operation.task for operation in self.operations.values() if operation.task is not None])
         await super().shutdown()
@@ -252,14 +244,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             await self._run_operation(operation)
 
     async def _run_operation(self, operation: Operation[RequestContext, None]) -> None:
-        if await self._view.closed_if_access_changed(self.websocket, self.context):
+        if await self.view.closed_if_access_changed(self.websocket, self.context):
             return  # a key revoked or a login ended since the socket opened: nothing more runs
-        refusal = await self._view.refusal(self.context)
+        refusal = await self.view.refusal(self.context)
         if refusal is not None:
             message = {"id": operation.id, "type": "error", "payload": [refusal]}
             await operation.send_operation_message(cast(TransportErrorMessage, message))
             return
-        selected = self._view.operation(operation.query, operation.operation_name)
+        selected = self.view.operation(operation.query, operation.operation_name)
         if isinstance(selected, GraphQLError):
             if isinstance(selected, GraphQLSyntaxError):
                 # A document that does not parse: the protocol's 4400, as Strawberry closes.
@@ -272,14 +264,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
             }
             await operation.send_operation_message(cast(TransportErrorMessage, message))
             return
-        fanout = self._view.fanout
+        fanout = self.view.fanout
         shared = fanout.shared(operation.query, operation.variables, operation.operation_name)
         if shared is None:
             # Read by Strawberry right away, before this task awaits anything: per operation.
             self.context = self.context.fresh()
             await super().run_operation(operation)
             return
-        member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation.id, "next")
+        member = Member(outbox_of(self), operation.id, "next")
         errors = await fanout.serve(shared, member, operation.query, operation.operation_name, self.context)
         try:
             if errors:
@@ -302,19 +294,24 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     the connection acts as). Only subscriptions run here (Strawberry's rule): a query or
     mutation gets ``error`` with BAD_REQUEST."""
 
-    _acknowledged: asyncio.Event | None = None
-    _init_received = False
-    _unwatch: Callable[[], None] | None = None
+    view: StreamingView
+    outbox: Outbox | None = None
+    beat: Beat | None = None
+    acknowledged: asyncio.Event | None = None
+    init_received = False
+    unwatch: Callable[[], None] | None = None
 
     async def handle(self) -> None:
-        self._acknowledged = asyncio.Event()
-        timer = asyncio.create_task(self._close_unless_initialised(self._acknowledged))
+        self.acknowledged = asyncio.Event()
+        timer = asyncio.create_task(self._close_unless_initialised(self.acknowledged))
         try:
             await super().handle()
         finally:
             timer.cancel()
-            if self._unwatch is not None:
-                self._unwatch()
+            if self.unwatch is not None:
+                self.unwatch()
+            if self.beat is not None:
+                self.beat.end()
 
     async def handle_message(self, message: OperationMessage) -> None:
         problem = legacy_problem(message)
@@ -329,14 +326,23 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             await self.send_message(ErrorMessage(type="error", id=operation_id, payload=error))  # type: ignore[typeddict-item]
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
-        if self._init_received:
+        if self.init_received:
             await self.websocket.close(code=TOO_MANY_INITS_CODE, reason="Too many initialisation requests")
             return
-        self._init_received = True
+        self.init_received = True
         await super().handle_connection_init(message)
-        if self.connection_acknowledged and self._acknowledged is not None:
-            self._acknowledged.set()
-            self._unwatch = cast(StreamingView, self.view).watch(self.websocket, self.context)
+        if self.connection_acknowledged and self.acknowledged is not None:
+            self.acknowledged.set()
+            # A keep-alive at once, as subscriptions-transport-ws's server sends one, then one
+            # per interval; and the caller's access checked again, as on graphql-transport-ws.
+            outbox = outbox_of(self)
+            outbox.write(KEEP_ALIVE)
+            view, websocket, handler = self.view, self.websocket, self
+            self.beat = view.heartbeat.join(
+                lambda: outbox.write(KEEP_ALIVE),
+                lambda: view.closed_if_access_changed(websocket, handler.context),
+            )
+            self.unwatch = view.watch(self.websocket, self.context)
 
     async def cleanup_operation(self, operation_id: str) -> None:
         # Strawberry cancels the operation once and then waits for it: on a ``stop``, the whole
@@ -346,30 +352,12 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             await ended([task])
         await super().cleanup_operation(operation_id)
 
-    async def handle_keep_alive(self) -> None:
-        """Strawberry's keep-alive loop, which ends quietly when the socket closes."""
-        interval = self.keep_alive_interval or 15.0
-        try:
-            while True:
-                await self.send_message({"type": "ka"})
-                await asyncio.sleep(interval)
-        except WebSocketDisconnected:
-            return  # the client left; the handler's shutdown follows
-
     async def _close_unless_initialised(self, acknowledged: asyncio.Event) -> None:
-        view = cast(StreamingView, self.view)
-        # Rechecks count from the acknowledgement, as graphql-transport-ws's do: sleeping out the
-        # whole init timeout first would make every socket's first recheck that much late.
         try:
-            async with asyncio.timeout(view.connection_init_timeout):
+            async with asyncio.timeout(self.view.connection_init_timeout):
                 await acknowledged.wait()
         except TimeoutError:
             await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
-            return
-        while True:  # as graphql-transport-ws does: a socket whose access changed is closed
-            await asyncio.sleep(view.access_recheck_interval)
-            if await view.closed_if_access_changed(self.websocket, self.context):
-                return
 
     async def handle_async_results(
         self,
@@ -391,7 +379,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
     async def _serve_operation(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        view = cast(StreamingView, self.view)
+        view = self.view
         if await view.closed_if_access_changed(self.websocket, self.context):
             return  # a key revoked or a login ended since the socket opened: nothing more runs
         refusal = await view.refusal(self.context)
@@ -410,7 +398,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
             self.context = self.context.fresh()  # read before this task awaits anything
             await super().handle_async_results(operation_id, query, operation_name, variables)
             return
-        member = Member(SocketWriter(_socket(self), behind=fanout.buffer_limit), operation_id, "data")
+        member = Member(outbox_of(self), operation_id, "data")
         try:
             errors = await fanout.serve(shared, member, query, operation_name, self.context)
             if errors:
@@ -434,18 +422,17 @@ class StreamingView(GraphQL[RequestContext, None]):
         authenticator: Authenticator,
         gate: RequestGate,
         *,
-        keep_alive_interval: float = 15.0,
+        heartbeat: Heartbeat,
         connection_init_timeout: float = 10.0,
         max_subscriptions_per_connection: int = 100,
-        access_recheck_interval: float = 60.0,
         allowed_origins: Sequence[str] = (),
         access_watch: AccessWatch,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide=None,
-            keep_alive=True,
-            keep_alive_interval=keep_alive_interval,
+            # One schedule for the whole process (``heartbeat``) instead of a task per socket.
+            keep_alive=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
             connection_init_wait_timeout=timedelta(seconds=connection_init_timeout),
             max_subscriptions_per_connection=max_subscriptions_per_connection,
@@ -453,11 +440,11 @@ class StreamingView(GraphQL[RequestContext, None]):
             allowed_origins=allowed_origins,
         )
         self.fanout = fanout
+        self.heartbeat = heartbeat
         self.connection_init_timeout = connection_init_timeout
         self._context = context
         self._authenticator = authenticator
         self._gate = gate
-        self.access_recheck_interval = access_recheck_interval
         self.access_watch = access_watch
 
     async def get_context(
@@ -491,7 +478,7 @@ class StreamingView(GraphQL[RequestContext, None]):
 
         async def recheck() -> str | None:
             nonlocal checked
-            if loop.time() - checked < self.access_recheck_interval:
+            if loop.time() - checked < self.heartbeat.recheck_interval:
                 return None
             checked = loop.time()
             return await self.access_changed(context)

@@ -12,13 +12,33 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, BeforeValidator, Field, RedisDsn, SecretStr, ValidationError
+from pydantic import AnyUrl, BeforeValidator, Field, RedisDsn, SecretStr, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.cache.cluster_url import is_cluster_url, parse_cluster_url
 
 DISCORD_API_URL = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-RedisUrl = RedisDsn
+_REDIS_DSN: TypeAdapter[RedisDsn] = TypeAdapter(RedisDsn)
+
+
+def _redis_url(value: object) -> object:
+    """One server (``redis://``, ``rediss://``) or a Redis Cluster (``redis+cluster://`` or
+    ``rediss+cluster://`` and one or more nodes, comma-separated)."""
+    if not isinstance(value, str):
+        return str(value) if isinstance(value, AnyUrl) else value
+    if is_cluster_url(value):
+        parse_cluster_url(value)  # a ValueError says what is wrong
+        return value
+    try:
+        return str(_REDIS_DSN.validate_python(value))
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise ValueError(f"{reason}; a cluster is redis+cluster://host:port[,host:port...]/") from None
+
+
+RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
 
 
 def _origins(value: object) -> object:
@@ -99,7 +119,10 @@ class Settings(BaseSettings):
     )
     discord_token: SecretStr | None = Field(default=None, description="The bot's token.")
     redis_url: RedisUrl = Field(
-        default=RedisUrl("redis://127.0.0.1:6379/0"), description="Redis connection URL."
+        default="redis://127.0.0.1:6379/0",
+        description="Redis: redis://host:port/db (rediss:// for TLS), or a Redis Cluster as"
+        " redis+cluster://host:port[,host:port...]/ (rediss+cluster:// for TLS), naming one or more"
+        " of its nodes.",
     )
     redis_timeout: float = Field(
         default=0.5, gt=0, le=30, description="Seconds a Redis command may take before Redis counts as down."

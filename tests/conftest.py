@@ -21,6 +21,8 @@ import websockets
 
 from app.api.app import PollyApp, Services, create_app, server_config
 from app.bot.runner import run_bot
+from app.cache.cluster_url import is_cluster_url
+from app.cache.connection import open_redis
 from app.discord.client import point_discord_py_at
 from app.redis_server import RedisServer
 from app.roles.snapshot import GuildSnapshot
@@ -324,7 +326,8 @@ async def api(api_factory: Callable[..., Awaitable[RunningApi]]) -> RunningApi:
 class RunningBot:
     def __init__(self, sandbox: Sandbox, redis_url: str, **overrides: Any) -> None:
         self.sandbox = sandbox
-        self.redis = aioredis.Redis.from_url(redis_url)
+        cluster = is_cluster_url(redis_url)
+        self.redis = open_redis(redis_url, timeout=5) if cluster else aioredis.Redis.from_url(redis_url)
         if "data_dir" not in overrides and "database_url" not in overrides:
             # The poll scheduler's database: the test's own, never the user's.
             overrides["data_dir"] = Path(tempfile.mkdtemp(prefix="polly-test-bot-"))
@@ -344,7 +347,7 @@ class RunningBot:
 
     async def cached(self, guild: int) -> GuildSnapshot | None:
         try:
-            raw = await self.redis.get(f"guild_roles_ping:{guild}")
+            raw = await self.redis.get(f"guild_roles_ping:{{{guild}}}")
         except aioredis.ConnectionError:
             return None  # Redis restarting: this client reconnects on the next call
         return None if raw is None else GuildSnapshot.from_json(raw)
@@ -374,7 +377,7 @@ class RunningBot:
         return all([await self.matches_sandbox(g) for g in self.bot_guild_ids()])
 
     async def events(self, guild: int) -> list[dict[str, Any]]:
-        entries = await self.redis.xrange(f"guild_events:{guild}")
+        entries = await self.redis.xrange(f"guild_events:{{{guild}}}")
         return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
 
 

@@ -175,7 +175,7 @@ async def test_a_slow_refill_never_overwrites_newer_gateway_data(
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
     artists = role_id(fixture, "Quiet Corner", "Artists")
-    await gateway_bot.redis.delete(f"guild_roles_ping:{quiet}")  # the API must refill from REST
+    await gateway_bot.redis.delete(f"guild_roles_ping:{{{quiet}}}")  # the API must refill from REST
     await http.control(
         "POST",
         "/_sandbox/faults",
@@ -268,7 +268,7 @@ async def test_polly_bot_runs_until_sigterm(sandbox: Sandbox, redis_url: str) ->
         guilds = [g.id for g in sandbox.fixture.guilds if g.name != "Elsewhere"]
 
         async def cached() -> bool:
-            return bool(await client.exists(*(f"guild_roles_ping:{g}" for g in guilds)) == len(guilds))
+            return bool(await client.exists(*(f"guild_roles_ping:{{{g}}}" for g in guilds)) == len(guilds))
 
         await wait_until(cached, within=20)
         process.send_signal(signal.SIGTERM)
@@ -297,7 +297,7 @@ async def test_leaving_a_guild_drops_its_keys(
 
     async def gone() -> bool:
         return not await gateway_bot.redis.exists(
-            f"guild_roles_ping:{hq}", f"guild_roles_ping_last_known:{hq}"
+            f"guild_roles_ping:{{{hq}}}", f"guild_roles_ping_last_known:{{{hq}}}"
         )
 
     await wait_until(gone, within=10)

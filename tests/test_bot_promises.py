@@ -132,7 +132,7 @@ async def test_ability_changes_are_announced_as_such_and_a_channel_rename_is_not
     announced = await announcements(pubsub, 4)
     await pubsub.aclose()
     assert summary(announced) == expected
-    entries = await gateway_bot.redis.xrange(f"guild_events:{playground}") or []
+    entries = await gateway_bot.redis.xrange(f"guild_events:{{{playground}}}") or []
     ids = [entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id) for entry_id, _ in entries]
     assert [e["id"] for e in announced] == ids[seen:]
     assert [int(e["version"]) for e in announced] == [int(e["version"]) for e in everything]
@@ -167,7 +167,8 @@ async def test_the_refresh_loop_keeps_every_guild_past_its_ttl(sandbox: Sandbox,
     ttl = 3  # the bot refreshes every ttl / 3 seconds (app/bot/runner.py)
     async with bot_with(sandbox, redis_url, role_cache_ttl=ttl, stale_grace=1) as bot:
         guilds = sorted(bot.bot_guild_ids())
-        keys = [key for g in guilds for key in (f"guild_roles_ping:{g}", f"guild_roles_ping_last_known:{g}")]
+        names = ("guild_roles_ping", "guild_roles_ping_last_known")
+        keys = [f"{name}:{{{g}}}" for g in guilds for name in names]
         versions = {g: (await bot.cached(g)).version for g in guilds}  # type: ignore[union-attr]
         events = {g: await bot.events(g) for g in guilds}
         loop = asyncio.get_running_loop()
@@ -195,7 +196,7 @@ async def test_the_refresh_loop_keeps_every_guild_past_its_ttl(sandbox: Sandbox,
         # Evicted rather than expired (maxmemory, an operator's DEL): the next refresh writes
         # the bot's own copy back, as a new version, so reads never fall back to REST for long.
         evicted = guilds[0]
-        await bot.redis.delete(f"guild_roles_ping:{evicted}")
+        await bot.redis.delete(f"guild_roles_ping:{{{evicted}}}")
 
         async def written_back() -> bool:
             return await bot.matches_sandbox(evicted)
@@ -208,7 +209,8 @@ async def test_the_refresh_loop_keeps_every_guild_past_its_ttl(sandbox: Sandbox,
 
 
 async def guild_keys(bot: RunningBot, guild: int) -> int:
-    exists: int = await bot.redis.exists(f"guild_roles_ping:{guild}", f"guild_roles_ping_last_known:{guild}")
+    tag = f"{{{guild}}}"
+    exists: int = await bot.redis.exists(f"guild_roles_ping:{tag}", f"guild_roles_ping_last_known:{tag}")
     return exists
 
 
@@ -282,7 +284,7 @@ async def test_a_dispatch_that_fails_is_logged_and_the_next_one_applies(
     quiet = guild_id(fixture, "Quiet Corner")
     artists = role_id(fixture, "Quiet Corner", "Artists")
     helpers = role_id(fixture, "Quiet Corner", "Helpers")
-    stream = f"guild_events:{quiet}"
+    stream = f"guild_events:{{{quiet}}}"
     # A key of the wrong type where the guild's event stream goes (a shared Redis, another
     # program's key): Redis answers the bot's write with WRONGTYPE, which is no outage.
     await gateway_bot.redis.delete(stream)
@@ -408,7 +410,7 @@ async def test_a_fill_lock_whose_holder_died_runs_out_and_a_waiter_fills(
     api: RunningApi, redis_url: str, fixture: Fixture
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
-    lock = f"fill_lock:{quiet}"
+    lock = f"fill_lock:{{{quiet}}}"
     client = redis.Redis.from_url(redis_url)
     try:
         # Another process took the lock and died: nobody will write the guild.
@@ -429,7 +431,7 @@ async def test_a_fill_whose_lock_was_taken_over_answers_and_leaves_the_new_lock(
     api: RunningApi, http: SandboxHttp, redis_url: str, fixture: Fixture
 ) -> None:
     quiet = guild_id(fixture, "Quiet Corner")
-    lock = f"fill_lock:{quiet}"
+    lock = f"fill_lock:{{{quiet}}}"
     client = redis.Redis.from_url(redis_url)
     try:
         await slow_channels(http)
@@ -454,7 +456,7 @@ async def test_redis_failing_while_waiting_on_a_fill_lock_answers_from_discord(
 ) -> None:
     api = await api_factory(redis_url=own_redis.url)
     quiet = guild_id(fixture, "Quiet Corner")
-    lock = f"fill_lock:{quiet}"
+    lock = f"fill_lock:{{{quiet}}}"
     client = redis.Redis.from_url(own_redis.url)
     try:
         await client.set(lock, "another process", px=30_000)

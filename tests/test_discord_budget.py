@@ -34,8 +34,8 @@ async def test_two_processes_together_take_no_more_than_the_limit(redis_url: str
         await wait_until(five_sent, within=10)
         # The rest wait for the channel's window to pass: a minute, far past this test.
         assert sum(task.done() for task in sends) == 5
-        assert await clients[0].zcard("discord_budget:channel:1:post") == 5
-        assert await clients[0].zcard("discord_budget:global") == 5
+        assert await clients[0].zcard("discord_budget:{budget}:channel:1:post") == 5
+        assert await clients[0].zcard("discord_budget:{budget}:global") == 5
     finally:
         for task in sends:
             task.cancel()

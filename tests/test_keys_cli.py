@@ -120,12 +120,12 @@ def test_revoke_deletes_the_cached_copy_from_redis(tmp_path: Path, redis_url: st
     other = create(tmp_path, "--guild", GUILD, "--scope", "roles:read")["id"]
     client = redis.Redis.from_url(redis_url)
     try:
-        client.set(f"t1:api_key:{key_id}", b"cached record")
-        client.set(f"t1:api_key:{other}", b"cached record")
+        client.set(f"t1:api_key:{{key:{key_id}}}", b"cached record")
+        client.set(f"t1:api_key:{{key:{other}}}", b"cached record")
         result = polly_keys(tmp_path, "revoke", key_id, env=env)
         assert result.returncode == 0, result.stderr
-        assert client.get(f"t1:api_key:{key_id}") is None
-        assert client.get(f"t1:api_key:{other}") == b"cached record"
+        assert client.get(f"t1:api_key:{{key:{key_id}}}") is None
+        assert client.get(f"t1:api_key:{{key:{other}}}") == b"cached record"
     finally:
         client.close()
 

@@ -33,8 +33,8 @@ async def test_the_origin_designs_methods(cache: RoleCache) -> None:
     assert await cache.get_cached_guild_roles_for_ping(GUILD) == {"version": 1, **data}
     assert await cache.cache_role_validation(GUILD, 1, {"valid": True}, version=1)
     assert await cache.get_cached_role_validation(GUILD, 1) == {"valid": True}
-    assert await cache.redis.ttl(f"t:guild_roles_ping:{GUILD}") == 1800
-    assert await cache.redis.ttl(f"t:role_validation:{GUILD}:1") == 1800
+    assert await cache.redis.ttl(f"t:guild_roles_ping:{{{GUILD}}}") == 1800
+    assert await cache.redis.ttl(f"t:role_validation:{{{GUILD}}}:1") == 1800
 
     version = await cache.invalidate_guild_roles_cache(GUILD)
     assert version == 2
@@ -55,7 +55,7 @@ async def test_a_refill_drops_what_was_computed_from_the_data_it_replaces(cache:
     read_at = await cache.version(GUILD)
     assert await cache.cache_guild_roles_for_ping(GUILD, {"roles": ["old"]}, version=read_at)
     assert await cache.cache_role_validation(GUILD, 1, {"valid": True}, version=read_at + 1)
-    await cache.redis.delete(f"t:guild_roles_ping:{GUILD}")  # as if the TTL had passed
+    await cache.redis.delete(f"t:guild_roles_ping:{{{GUILD}}}")  # as if the TTL had passed
     assert await cache.cache_guild_roles_for_ping(GUILD, {"roles": ["new"]}, version=read_at + 1)
     assert await cache.get_cached_role_validation(GUILD, 1) is None
 
@@ -104,6 +104,6 @@ async def test_hits_and_misses_log_at_debug_invalidations_at_info(
     await cache.get_cached_guild_roles_for_ping(GUILD)
     await cache.invalidate_guild_roles_cache(GUILD)
     records = [(r.levelno, r.getMessage()) for r in caplog.records]
-    assert (logging.DEBUG, f"Cache miss: t:guild_roles_ping:{GUILD}") in records
-    assert (logging.DEBUG, f"Cache hit: t:guild_roles_ping:{GUILD}") in records
+    assert (logging.DEBUG, f"Cache miss: t:guild_roles_ping:{{{GUILD}}}") in records
+    assert (logging.DEBUG, f"Cache hit: t:guild_roles_ping:{{{GUILD}}}") in records
     assert any(level == logging.INFO and "Invalidated" in message for level, message in records)

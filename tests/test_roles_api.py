@@ -181,10 +181,11 @@ async def test_the_seed_keys_exist_with_their_ttl(api_factory: Any, fixture: Fix
     voters = role_id(fixture, "Polly Playground", "Poll Voters")
     await api.query(VALIDATE, {"g": str(playground), "r": [str(voters)]})
     redis = api.services.redis
-    for key in (f"polly:guild_roles_ping:{playground}", f"polly:role_validation:{playground}:{voters}"):
+    tag = f"{{{playground}}}"
+    for key in (f"polly:guild_roles_ping:{tag}", f"polly:role_validation:{tag}:{voters}"):
         assert await redis.exists(key), key
         assert 1790 <= await redis.ttl(key) <= 1800
-    assert not await redis.exists(f"guild_roles_ping:{playground}")  # the prefix is applied
+    assert not await redis.exists(f"guild_roles_ping:{{{playground}}}")  # the prefix is applied
     cached = await api.services.role_cache.get_cached_role_validation(playground, voters)
     assert cached is not None and cached["can_ping"] is True
 

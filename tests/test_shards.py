@@ -85,7 +85,7 @@ async def test_two_processes_split_the_shards_and_each_guild_has_one(
 
             async def all_written() -> bool:
                 for guild_id, name in renamed.items():
-                    raw = await client.get(f"guild_roles_ping:{guild_id}")
+                    raw = await client.get(f"guild_roles_ping:{{{guild_id}}}")
                     if raw is None or name not in {r["name"] for r in GuildSnapshot.from_json(raw).roles}:
                         return False
                 return True

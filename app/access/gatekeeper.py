@@ -1,10 +1,11 @@
 """Every HTTP request's way in: who is asking, whether their rate allows it now, and the
 cached answer if there is one.
 
-An API key's request takes one round trip to Redis for all three (the key is checked inside
-Redis against its cached record, see RequestGate.admit_key); a signed-in user's takes two (their
-guilds decide which cached answers they may see). Bad credentials are charged to the sender's
-address, so guessing costs the guesser.
+An API key's request takes one script in Redis for all three (the key is checked inside Redis
+against its cached record, see RequestGate.admit_key), and a cached answer one more round trip
+to check its guilds are unchanged; a signed-in user's takes one more (their guilds decide which
+cached answers they may see). Bad credentials are charged to the sender's address, so guessing
+costs the guesser.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.access.errors import AccessUnavailable, RateLimited
 from app.access.principal import Principal, anonymous
 from app.cache.connection import CacheUnavailable
 from app.cache.gate import KeyAdmission, KeyVerdict, RequestGate
+from app.cache.keys import response_name
 from app.storage.api_keys import ApiKeyRecord, hash_secret, parse_token
 from app.storage.database import DatabaseError
 
@@ -53,7 +55,11 @@ class Gatekeeper:
         principal = await self.authenticator.principal(credentials)
         if principal.refused is not None:
             return await self._refuse(principal)
-        digest = digest_of(principal.access_scope) if digest_of and principal.authenticated else None
+        digest = (
+            response_name(principal.bucket, digest_of(principal.access_scope))
+            if digest_of and principal.authenticated
+            else None
+        )
         admission = await self.gate.admit(principal.bucket, digest)
         if not admission.allowed:
             raise RateLimited(admission.retry_after)
@@ -62,7 +68,8 @@ class Gatekeeper:
     async def _admit_key(
         self, key_id: str, secret: str, by_address: str, digest_of: DigestOf | None
     ) -> Admitted:
-        digest = digest_of(f"key:{key_id}") if digest_of else None
+        bucket = f"key:{key_id}"  # the key principal's (authenticator.key_principal)
+        digest = response_name(bucket, digest_of(bucket)) if digest_of else None
         secret_hash = hash_secret(secret)
         try:
             admission = await self.gate.admit_key(key_id, secret_hash, digest)

@@ -41,7 +41,7 @@ from app.api.connections import ConnectionGuard, TransportLimits
 from app.api.health import healthz, readyz
 from app.api.results_csv import ResultsExport
 from app.cache.access_cache import AccessCache
-from app.cache.connection import Breaker, open_redis
+from app.cache.connection import Breaker, RedisClient, open_redis
 from app.cache.event_log import EventLog
 from app.cache.gate import RequestGate
 from app.cache.keys import CacheKeys
@@ -88,7 +88,7 @@ async def _votes_changed(events: PollEvents, poll: PollRecord) -> None:
 @dataclass
 class Services:
     settings: Settings
-    redis: redis.Redis
+    redis: RedisClient
     discord: DiscordRest
     role_cache: RoleCache
     roles: RoleService
@@ -105,7 +105,7 @@ class Services:
     oauth: DiscordOAuth | None
 
 
-async def open_services(settings: Settings, client: redis.Redis | None = None) -> Services:
+async def open_services(settings: Settings, client: RedisClient | None = None) -> Services:
     """Everything the API needs; ``client`` replaces the Redis of ``POLLY_REDIS_URL`` (the demo)."""
     secret = require_secret_key(settings)
     database = Database(database_url(settings))
@@ -272,7 +272,7 @@ async def open_services(settings: Settings, client: redis.Redis | None = None) -
         connection_init_timeout=settings.connection_init_timeout,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         allowed_origins=[*settings.cors_origins, *sorted(allowed_origins - set(settings.cors_origins))],
-        access_watch=AccessWatch(client, role_cache.keys),
+        access_watch=AccessWatch(role_cache),
     )
     streaming.access_watch.start()
     return Services(
@@ -295,7 +295,7 @@ async def close_services(services: Services) -> None:
     await services.database.close()
 
 
-async def close_redis(client: redis.Redis) -> None:
+async def close_redis(client: RedisClient) -> None:
     """Release every Redis connection, even when the loop is too busy to see them close in time.
 
     redis-py closes each socket, then waits for the close to be confirmed for at most the
@@ -458,7 +458,7 @@ async def _results_csv(request: Request) -> Response:
     return await export(request)
 
 
-def create_app(settings: Settings, *, redis_client: redis.Redis | None = None) -> PollyApp:
+def create_app(settings: Settings, *, redis_client: RedisClient | None = None) -> PollyApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings, redis_client)

@@ -8,11 +8,10 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import discord
-import redis.asyncio as redis
 
 from app.bot.client import PollyBot
 from app.bot.sync import GatewaySync
-from app.cache.connection import Breaker, CacheUnavailable, open_redis
+from app.cache.connection import Breaker, CacheUnavailable, RedisClient, open_redis
 from app.cache.discord_budget import DiscordBudget
 from app.cache.interactions import InteractionLog
 from app.cache.keys import CacheKeys
@@ -38,7 +37,7 @@ class BotLoginRefused(Exception):
     """Discord refused the bot token."""
 
 
-def role_cache_for(settings: Settings, client: redis.Redis | None = None) -> RoleCache:
+def role_cache_for(settings: Settings, client: RedisClient | None = None) -> RoleCache:
     return RoleCache(
         client or open_redis(str(settings.redis_url), timeout=settings.redis_timeout),
         keys=CacheKeys(settings.cache_prefix),
@@ -117,7 +116,7 @@ async def run_bot(
     stop: asyncio.Event | None = None,
     *,
     handle_signals: bool = True,
-    redis_client: redis.Redis | None = None,
+    redis_client: RedisClient | None = None,
     sync_type: type[GatewaySync] = GatewaySync,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT arrives); raises BotLoginRefused on a bad token."""

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import cast
 
+from app.cache.channels import publish
 from app.cache.connection import CacheUnavailable
 from app.cache.role_cache import RoleCache
 
@@ -98,7 +99,7 @@ class AccessCache:
         message = access_change(kind, caller_id)
         try:
             await self._cache.breaker.call(
-                lambda: self._cache.redis.publish(self.keys.access_changes(), message)
+                lambda: publish(self._cache.redis, self.keys.access_changes(), message)
             )
         except CacheUnavailable as error:
             log.warning("Could not announce an access change to the other processes (%s).", error)

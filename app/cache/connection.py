@@ -1,4 +1,12 @@
-"""The Redis connection, and a breaker that stops a dead Redis from costing a timeout per call."""
+"""The Redis connection (one server, or a Redis Cluster), and a breaker that stops a dead Redis
+from costing a timeout per call.
+
+``POLLY_REDIS_URL`` names a cluster with the scheme ``redis+cluster://`` (``rediss+cluster://``
+for TLS) and one or more of its nodes, comma-separated:
+``redis+cluster://user:password@10.0.0.1:7000,10.0.0.2:7000/``. The client finds the rest of
+the cluster from them. Everything else in the service takes either client alike: whatever a
+cluster changes (sharded pub/sub, its errors) is decided in this package.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +14,43 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import LockError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    CrossSlotTransactionError,
+    InvalidPipelineStack,
+    LockError,
+    MaxConnectionsError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
+from app.cache.cluster_url import is_cluster_url, parse_cluster_url
 from app.telemetry.metrics import REDIS_ERRORS, REDIS_UP
 
 # Answers that mean the server cannot do its job now (out of memory, a read-only replica,
 # loading, ...), as opposed to a command it refuses for its arguments. redis-py raises OOM and
 # READONLY as their own classes with the code cut off the message, hence the classes too.
 _UNWELL = ("OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "CLUSTERDOWN")
-_UNWELL_CLASSES = (OutOfMemoryError, ReadOnlyError)
+# On a cluster, a slot whose master is failing over answers CLUSTERDOWN, and one that moves
+# answers MOVED, ASK or TRYAGAIN until redis-py's retries run out: the cluster is not healthy yet.
+_UNWELL_CLASSES = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError, AskError)
+# What a client raises when Redis cannot do its job. redis-py's cluster errors about the cluster
+# as a whole (no node reachable, a slot no node serves) are not RedisErrors.
+FAILURES = (RedisError, OSError, RedisClusterException)
+# Mistakes of ours (keys of several slots in one command or transaction), never an outage.
+_OUR_MISTAKES = (CrossSlotTransactionError, InvalidPipelineStack)
+_CROSS_SLOT = "must map to the same key slot"  # redis-py's own check, a RedisClusterException
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +61,31 @@ class CacheUnavailable(Exception):
     """Redis cannot be reached (or was not reachable a moment ago); callers fall back to Discord."""
 
 
-def open_redis(url: str, *, timeout: float = 0.5, max_connections: int = 128) -> redis.Redis:
+# Either client: redis-py gives both the same commands, scripts, pipelines, locks and pubsub().
+RedisClient: TypeAlias = redis.Redis | RedisCluster
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+def open_redis(url: str, *, timeout: float = 0.5, max_connections: int = 128) -> RedisClient:
+    """A client for ``url``: one Redis server, or a Redis Cluster (``redis+cluster://``)."""
+    if is_cluster_url(url):
+        address = parse_cluster_url(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            username=address.username,
+            password=address.password,
+            ssl=address.tls,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,  # per node
+            # As below: a failing node fails a command within ``timeout``, and the breaker
+            # opens; redis-py still follows MOVED and ASK, and refreshes the cluster's layout
+            # after an error, so the breaker's next probe finds a promoted replica.
+            retry=Retry(NoBackoff(), 0),
+        )
     # A blocking pool: a burst of requests waits a moment for a free connection instead of
     # failing with "Too many connections" (which would look like Redis being down).
     pool = redis.BlockingConnectionPool.from_url(
@@ -76,12 +131,23 @@ class Breaker:
             result = await operation()
         except LockError:
             raise  # about the lock's owner, not about Redis
+        except _OUR_MISTAKES:
+            raise
+        except RedisClusterException as error:
+            if _CROSS_SLOT in str(error):
+                raise
+            self._trip(error)
+            raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
+        except MaxConnectionsError as error:
+            # A cluster node's connections are all in use (redis-py's cluster pool does not
+            # wait): this call is refused, but Redis is not down.
+            raise CacheUnavailable(f"Redis is busy: {error}") from error
         except ResponseError as error:
             if not isinstance(error, _UNWELL_CLASSES) and not str(error).startswith(_UNWELL):
                 raise
             self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
-        except (RedisError, OSError) as error:
+        except FAILURES as error:
             self._trip(error)
             raise CacheUnavailable(f"Redis is unavailable: {self.last_error}") from error
         finally:

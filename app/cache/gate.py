@@ -1,5 +1,7 @@
-"""The door every request passes: the caller's token bucket, and the cached answer, if any, in
-one round trip to Redis.
+"""The door every request passes: the caller's token bucket and the cached answer, if any, in
+one round trip to Redis (one script: the bucket, the caller's cached key record and the answer
+share the caller's hash tag), then a second to check that the answer's guilds have not changed
+since (response_cache.fresh).
 
 When Redis is down, requests pass unlimited: the service is degraded, not closed, and each
 process still bounds its own work (fills, guilds per request, subscriptions per socket).
@@ -15,6 +17,7 @@ from typing import Any
 
 from app.cache import scripts
 from app.cache.connection import CacheUnavailable
+from app.cache.response_cache import fresh
 from app.cache.role_cache import RoleCache
 
 log = logging.getLogger(__name__)
@@ -54,11 +57,12 @@ class RequestGate:
         self._admit_key = cache.redis.register_script(scripts.ADMIT_KEY)
         self._charge = cache.redis.register_script(scripts.CHARGE)
 
-    async def admit(self, bucket: str, response_digest: str | None = None) -> Admission:
-        """Take a token from ``bucket``; with a digest, also fetch that cached response."""
+    async def admit(self, bucket: str, response_name: str | None = None) -> Admission:
+        """Take a token from ``bucket``; with a name (``keys.response_name`` of the same
+        bucket), also fetch that cached response."""
         keys = [self._cache.keys.rate_limit(bucket)]
-        if response_digest is not None:
-            keys.append(self._cache.keys.response(response_digest))
+        if response_name is not None:
+            keys.append(self._cache.keys.response(response_name))
 
         async def run() -> list[Any]:
             return list(await self._take(keys=keys, args=[self.rate, self.burst, 1]))
@@ -74,7 +78,9 @@ class RequestGate:
         if not allowed:
             return Admission(False, retry_after=int(retry_ms) / 1000)
         # Lua's false comes back as None.
-        return Admission(True, cached=cached if isinstance(cached, bytes) else None)
+        answer = await fresh(self._cache, cached if isinstance(cached, bytes) else None)
+        _stop_if_cancelled()
+        return Admission(True, cached=answer)
 
     async def charge(self, bucket: str, tokens: int) -> None:
         """Take ``tokens`` more from ``bucket`` for work already done, even into debt. While
@@ -89,13 +95,13 @@ class RequestGate:
         except CacheUnavailable:
             log.debug("Redis is unavailable; %s tokens of %s were not charged.", tokens, bucket)
 
-    async def admit_key(self, key_id: str, secret_hash: str, response_digest: str | None) -> KeyAdmission:
+    async def admit_key(self, key_id: str, secret_hash: str, response_name: str | None) -> KeyAdmission:
         """An API key's request: the key checked against its cached record, its bucket charged,
         and the cached response fetched, in one round trip. Raises CacheUnavailable when Redis
         cannot be asked (the caller checks the key against the database instead)."""
         keys = [self._cache.keys.api_key(key_id), self._cache.keys.rate_limit(f"key:{key_id}")]
-        if response_digest is not None:
-            keys.append(self._cache.keys.response(response_digest))
+        if response_name is not None:
+            keys.append(self._cache.keys.response(response_name))
 
         async def run() -> list[Any]:
             return list(await self._admit_key(keys=keys, args=[secret_hash, self.rate, self.burst, 1]))
@@ -108,7 +114,9 @@ class RequestGate:
         if verdict is KeyVerdict.LIMITED:
             return KeyAdmission(verdict, retry_after=int(results[1]) / 1000)
         if verdict is KeyVerdict.OK:
-            return KeyAdmission(verdict, record=results[1] or None, cached=results[2] or None)
+            answer = await fresh(self._cache, results[2] or None)
+            _stop_if_cancelled()
+            return KeyAdmission(verdict, record=results[1] or None, cached=answer)
         return KeyAdmission(verdict, record=results[1] if len(results) > 1 else None)
 
 

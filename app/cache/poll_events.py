@@ -13,7 +13,7 @@ class PollEventLog:
     def __init__(self, cache: RoleCache, *, stream_length: int = 1000) -> None:
         self._cache = cache
         self.stream_length = stream_length
-        self._append = cache.redis.register_script(scripts.APPEND_POLL_EVENT)
+        self._append = cache.redis.register_script(cache.announcing(scripts.APPEND_POLL_EVENT))
 
     async def append(self, guild_id: int, poll_id: int, kind: str, version: int) -> str:
         """The event's id; raises CacheUnavailable while Redis is down."""
@@ -21,5 +21,6 @@ class PollEventLog:
         args: list[str | int] = [
             str(guild_id), str(poll_id), kind, version, datetime.now(UTC).isoformat(), self.stream_length,
         ]  # fmt: skip
-        raw = await self._cache.breaker.call(lambda: self._append(keys=[key], args=args))
+        keys = [key, self._cache.channel(key)]
+        raw = await self._cache.breaker.call(lambda: self._append(keys=keys, args=args))
         return raw.decode() if isinstance(raw, bytes) else str(raw)

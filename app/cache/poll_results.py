@@ -43,7 +43,7 @@ class PollResultsCache:
             return {}
         keys = [self._cache.keys.poll_results(poll_id) for poll_id in poll_ids]
         try:
-            values = await self._cache.breaker.call(lambda: self._cache.redis.mget(keys))
+            values = await self._cache.mget(keys)
         except CacheUnavailable:
             return {}
         found = {}

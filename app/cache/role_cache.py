@@ -7,23 +7,29 @@ design (``cache_guild_roles_for_ping`` and friends).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-import redis.asyncio as redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from app.cache import scripts
-from app.cache.connection import Breaker, CacheUnavailable
+from app.cache.channels import Channels
+from app.cache.connection import Breaker, CacheUnavailable, RedisClient, is_cluster
 from app.cache.keys import CacheKeys
 from app.telemetry.metrics import ROLE_CACHE_READS, ROLE_CACHE_WRITES
 
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
+
+# A guild's dependents change between reading them and a write only when a validation is
+# written at that very moment; more changes in a row than this mean something else is wrong.
+DEPENDENTS_ATTEMPTS = 10
 
 
 @dataclass
@@ -65,7 +71,7 @@ class CachedReads:
 class RoleCache:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         keys: CacheKeys,
         breaker: Breaker,
@@ -80,11 +86,20 @@ class RoleCache:
         self.last_known_ttl = last_known_ttl
         self.negative_ttl = negative_ttl
         self.counters = CacheCounters()
+        self.sharded = is_cluster(client)
         self._fill_guild = client.register_script(scripts.FILL_GUILD)
         self._write_dependents = client.register_script(scripts.WRITE_DEPENDENTS)
         self._invalidate = client.register_script(scripts.INVALIDATE_GUILD)
-        self._apply_change = client.register_script(scripts.APPLY_CHANGE)
+        self._apply_change = client.register_script(self.announcing(scripts.APPLY_CHANGE))
         self._refresh = client.register_script(scripts.REFRESH_GUILD)
+
+    def announcing(self, script: str) -> str:
+        """``script`` with the PUBLISH this Redis takes (SPUBLISH on a cluster)."""
+        return scripts.announcing(script, sharded=self.sharded)
+
+    def channel(self, stream: str) -> str:
+        """The pub/sub channel announcing the entries of ``stream``."""
+        return self.keys.announcements(stream, sharded=self.sharded)
 
     # -- the origin design's methods -----------------------------------------------------------
 
@@ -117,10 +132,22 @@ class RoleCache:
             self.keys.guild_dependents(guild_id),
         ]
 
+    async def _versioned(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run a script that may drop the guild's dependents (``keys`` being the guild's own),
+        passing it the dependents as they are now (see scripts.py)."""
+        dependents: list[Any] = []
+        for _ in range(DEPENDENTS_ATTEMPTS):
+            listed = [*keys, *dependents]
+            result = await self.breaker.call(functools.partial(script, keys=listed, args=args))
+            if not (isinstance(result, list) and result and result[0] == b"dependents"):
+                return result
+            dependents = result[1:]
+        raise RuntimeError(f"The dependents of {keys[0]} kept changing during {DEPENDENTS_ATTEMPTS} writes.")
+
     async def invalidate_guild_roles_cache(self, guild_id: int) -> int:
         """Drop a guild's role data and everything computed from it; returns the new version."""
         keys = self._guild_keys(guild_id)
-        version = int(await self.breaker.call(lambda: self._invalidate(keys=keys)))
+        version = int(await self._versioned(self._invalidate, keys, []))
         self.counters.invalidations += 1
         log.info("Invalidated the role cache of guild %s (now version %s).", guild_id, version)
         return version
@@ -135,8 +162,16 @@ class RoleCache:
     async def get_cache_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"counters": self.counters.as_dict(), "ttl": self.ttl}
         try:
-            info = await self.breaker.call(lambda: self.redis.info("memory"))
-            size = await self.breaker.call(self.redis.dbsize)
+            client = self.redis
+            if isinstance(client, RedisCluster):
+                # Summed over the masters (a cluster asks one node at random by default).
+                masters = RedisCluster.PRIMARIES
+                size = await self.breaker.call(lambda: client.dbsize(target_nodes=masters))
+                by_node = await self.breaker.call(lambda: client.info("memory", target_nodes=masters))
+                info = {"used_memory": sum(node.get("used_memory", 0) for node in by_node.values())}
+            else:
+                info = await self.breaker.call(lambda: client.info("memory"))
+                size = await self.breaker.call(client.dbsize)
             stats["redis"] = {"available": True, "keys": size, "used_memory": info.get("used_memory")}
         except CacheUnavailable as error:
             stats["redis"] = {"available": False, "error": str(error)}
@@ -151,7 +186,7 @@ class RoleCache:
         if not keys:
             return CachedReads()
         try:
-            values = cast(list[bytes | None], await self.breaker.call(lambda: self.redis.mget(keys)))
+            values = await self.mget(keys)
         except CacheUnavailable:
             self.counters.unavailable += 1
             raise
@@ -168,6 +203,14 @@ class RoleCache:
             for key, value in zip(keys, values, strict=True):
                 log.debug("Cache %s: %s", "hit" if value is not None else "miss", key)
         return reads
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``: one MGET, or on a cluster one per slot (in parallel)."""
+        if isinstance(self.redis, RedisCluster):
+            cluster = self.redis
+            return cast(list[bytes | None], await self.breaker.call(lambda: cluster.mget_nonatomic(keys)))
+        client = self.redis
+        return cast(list[bytes | None], await self.breaker.call(lambda: client.mget(keys)))
 
     async def version(self, guild_id: int) -> int:
         raw = await self.breaker.call(lambda: self.redis.get(self.keys.guild_version(guild_id)))
@@ -189,9 +232,7 @@ class RoleCache:
         written since (its data may then be newer than ours)."""
         keys = self._guild_keys(guild_id)
         keep = self.ttl + self.last_known_ttl if last_known else 0
-        version = int(
-            await self.breaker.call(lambda: self._fill_guild(keys=keys, args=[payload, ttl, keep, read_at]))
-        )
+        version = int(await self._versioned(self._fill_guild, keys, [payload, ttl, keep, read_at]))
         if version:
             self.counters.writes += 1
             ROLE_CACHE_WRITES.labels("written").inc()
@@ -215,18 +256,17 @@ class RoleCache:
         entries = {
             self.keys.role_validation(guild_id, role_id): orjson.dumps(r) for role_id, r in results.items()
         }
-        return await self.write_dependents({guild_id: version}, entries, ttl=self.ttl)
+        return await self.write_dependents(guild_id, version, entries, ttl=self.ttl)
 
     async def write_dependents(
-        self, versions: Mapping[int, int], entries: Mapping[str, bytes], *, ttl: int
+        self, guild_id: int, version: int, entries: Mapping[str, bytes], *, ttl: int
     ) -> bool:
-        """Write ``entries`` computed from guilds at ``versions``, unless one of them changed since."""
+        """Write ``entries`` (keys of the guild) computed from the guild at ``version``, unless
+        it changed since; they are dropped with the guild's next version."""
         if not entries:
             return True
-        guilds = list(versions)
-        keys = [self.keys.guild_version(g) for g in guilds] + [self.keys.guild_dependents(g) for g in guilds]
-        keys += list(entries)
-        args: list[Any] = [len(guilds), len(entries), ttl, *(versions[g] for g in guilds), *entries.values()]
+        keys = [self.keys.guild_version(guild_id), self.keys.guild_dependents(guild_id), *entries]
+        args: list[Any] = [ttl, version, *entries.values()]
         written = bool(await self.breaker.call(lambda: self._write_dependents(keys=keys, args=args)))
         if not written:
             self.counters.writes_refused += 1
@@ -239,7 +279,8 @@ class RoleCache:
         """Write a guild's data as Discord's newest (a new version) and append ``event`` to its
         stream, announcing it on pub/sub, atomically. ``payload`` is the data without its
         version. Returns the version and the event's stream id."""
-        keys = [*self._guild_keys(guild_id), self.keys.guild_events(guild_id)]
+        stream = self.keys.guild_events(guild_id)
+        keys = [*self._guild_keys(guild_id), stream, self.channel(stream)]
         args: list[Any] = [
             payload,
             self.ttl,
@@ -249,10 +290,9 @@ class RoleCache:
             event.channel_id or "" if event else "",
             event.at if event else "",
             stream_length,
-            self.keys.guild_events(guild_id),
             str(guild_id),
         ]
-        version, event_id = await self.breaker.call(lambda: self._apply_change(keys=keys, args=args))
+        version, event_id = await self._versioned(self._apply_change, keys, args)
         self.counters.writes += 1
         ROLE_CACHE_WRITES.labels("written").inc()
         return int(version), (event_id.decode() if isinstance(event_id, bytes) else None)
@@ -261,15 +301,15 @@ class RoleCache:
         """Keep a guild's data from expiring; 0 if it was there, else the version it now has."""
         keys = self._guild_keys(guild_id)
         args: list[Any] = [payload, self.ttl, self.ttl + self.last_known_ttl]
-        return int(await self.breaker.call(lambda: self._refresh(keys=keys, args=args)))
+        return int(await self._versioned(self._refresh, keys, args))
 
     async def ping(self) -> None:
         """Raises CacheUnavailable unless Redis answers."""
         await self.breaker.call(self.redis.ping)
 
-    def pubsub(self) -> PubSub:
-        """A pub/sub connection for event channels (app/live/hub.py)."""
-        return self.redis.pubsub()
+    def channels(self) -> Channels:
+        """A pub/sub connection for announcement channels (app/live/)."""
+        return Channels(self.redis)
 
     async def add_bot_guild(self, guild_id: int) -> None:
         await self.breaker.call(lambda: self.redis.sadd(self.keys.bot_guilds(), guild_id))

@@ -1,68 +1,107 @@
 """Lua scripts that keep a guild's data, version, dependents and events consistent in Redis.
 
 Every write of guild data takes a new version inside Redis and drops what was computed from
-the older data (validations, cached responses), so nothing computed from old data outlives
-it. The version is written into the stored document here, as its first key, which is why
-callers pass documents without one.
+the older data (its role validations), so nothing computed from old data outlives it. The
+version is written into the stored document here, as its first key, which is why callers pass
+documents without one.
+
+Every key a script touches is passed in KEYS, and all the KEYS of one call share a hash tag
+(see keys.py), as a Redis Cluster requires: one call runs on one slot. A guild's dependents
+are passed too: the caller reads the set first, and a script finding other members than it was
+given changes nothing and returns ``{'dependents', member...}``, for the caller to call again
+with those.
+
+Announcements go out with PUBLISH on one Redis server and SPUBLISH on a cluster
+(``announcing``), on a channel passed in KEYS: a sharded channel is routed like a key.
 """
 
 from __future__ import annotations
 
-# Shared pieces. KEYS[1..4] are always: guild data, last-known copy, version, dependents.
+
+def announcing(script: str, *, sharded: bool) -> str:
+    """``script`` announcing with SPUBLISH (a cluster) or PUBLISH."""
+    return script.replace("'PUBLISH'", "'SPUBLISH'") if sharded else script
+
+
+# Shared pieces. KEYS[1..4] are always: guild data, last-known copy, version, dependents; the
+# dependents the caller read follow the script's own keys (FIXED_KEYS of them).
 # ARGV[1..3] are always: document without version, ttl, last-known ttl (0: leave it alone).
+_DEPENDENTS_AS_READ = """
+local listed = {}
+for i = FIXED_KEYS + 1, #KEYS do listed[KEYS[i]] = true end
+local members = redis.call('SMEMBERS', KEYS[4])
+local same = #members == #KEYS - FIXED_KEYS
+if same then
+  for _, member in ipairs(members) do
+    if not listed[member] then same = false break end
+  end
+end
+if not same then
+  table.insert(members, 1, 'dependents')
+  return members
+end
+"""
 _NEW_VERSION_WITHOUT_DEPENDENTS = """
 local version = redis.call('INCR', KEYS[3])
-local dependents = redis.call('SMEMBERS', KEYS[4])
-for i = 1, #dependents, 500 do
-  redis.call('DEL', unpack(dependents, i, math.min(i + 499, #dependents)))
+for i = FIXED_KEYS + 1, #KEYS, 500 do
+  redis.call('DEL', unpack(KEYS, i, math.min(i + 499, #KEYS)))
 end
 redis.call('DEL', KEYS[4])
 """
-_TAKE_VERSION_AND_WRITE = (
-    _NEW_VERSION_WITHOUT_DEPENDENTS
-    + """
+_WRITE = """
 local rest = string.sub(ARGV[1], 2)
 if rest ~= '}' then rest = ',' .. rest end
 local body = '{"version":' .. version .. rest
 redis.call('SET', KEYS[1], body, 'EX', ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], body, 'EX', ARGV[3]) end
 """
-)
+
+
+def _fixed(script: str, keys: int) -> str:
+    return script.replace("FIXED_KEYS", str(keys))
+
 
 # A fill from REST. ARGV[4]: the version read before calling Discord. If anything wrote the
 # guild since, this data may be older than what is cached: the write loses. Returns the new
 # version, or 0.
-FILL_GUILD = (
+FILL_GUILD = _fixed(
     """
 local current = tonumber(redis.call('GET', KEYS[3]) or '0')
 if current ~= tonumber(ARGV[4]) then return 0 end
 """
-    + _TAKE_VERSION_AND_WRITE
+    + _DEPENDENTS_AS_READ
+    + _NEW_VERSION_WITHOUT_DEPENDENTS
+    + _WRITE
     + """
 return version
-"""
+""",
+    4,
 )
 
 # Discord's own event, written through by the gateway bot: always the newest data.
-# KEYS[5]: the event stream. ARGV[4..10]: event kind ('' for none), role id, channel id, event
-# time, stream length, pub/sub channel, guild id. Returns {version, event id or false}.
-APPLY_CHANGE = (
-    _TAKE_VERSION_AND_WRITE
+# KEYS[5]: the event stream; KEYS[6]: the channel announcing it. ARGV[4..9]: event kind (''
+# for none), role id, channel id, event time, stream length, guild id. Returns {version, event
+# id or false}.
+APPLY_CHANGE = _fixed(
+    _DEPENDENTS_AS_READ
+    + _NEW_VERSION_WITHOUT_DEPENDENTS
+    + _WRITE
     + """
 if ARGV[4] == '' then return {version, false} end
 local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
-  'guild_id', ARGV[10], 'kind', ARGV[4], 'role_id', ARGV[5], 'channel_id', ARGV[6],
+  'guild_id', ARGV[9], 'kind', ARGV[4], 'role_id', ARGV[5], 'channel_id', ARGV[6],
   'version', version, 'at', ARGV[7])
-redis.call('PUBLISH', ARGV[9], cjson.encode({
-  id = id, guild_id = ARGV[10], kind = ARGV[4], role_id = ARGV[5], channel_id = ARGV[6],
+redis.call('PUBLISH', KEYS[6], cjson.encode({
+  id = id, guild_id = ARGV[9], kind = ARGV[4], role_id = ARGV[5], channel_id = ARGV[6],
   version = version, at = ARGV[7]}))
 return {version, id}
-"""
+""",
+    6,
 )
 
 # Keeps a guild the bot is in from expiring: extends the TTLs, or, if the data expired,
 # writes the bot's copy as a new version. Returns 0 (extended) or the new version.
-REFRESH_GUILD = (
+REFRESH_GUILD = _fixed(
     """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -70,42 +109,39 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 """
-    + _TAKE_VERSION_AND_WRITE
+    + _DEPENDENTS_AS_READ
+    + _NEW_VERSION_WITHOUT_DEPENDENTS
+    + _WRITE
     + """
 return version
-"""
+""",
+    4,
 )
 
-# KEYS: n version keys, n dependents sets, m entry keys.
-# ARGV: n, m, ttl, n expected versions, m values.
-# Entries computed from guild data are written only if no guild they depend on changed
-# meanwhile, and are registered to be dropped with each of those guilds.
+# KEYS: the guild's version, its dependents set, then m entry keys (all of that guild).
+# ARGV: ttl, the expected version, m values. Entries computed from the guild's data are
+# written only if it did not change meanwhile, and are registered to be dropped with it.
 WRITE_DEPENDENTS = """
-local n = tonumber(ARGV[1])
-local m = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-for i = 1, n do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') ~= tonumber(ARGV[3 + i]) then return 0 end
+local ttl = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[2]) then return 0 end
+for j = 3, #KEYS do
+  redis.call('SET', KEYS[j], ARGV[j], 'EX', ttl)
+  redis.call('SADD', KEYS[2], KEYS[j])
 end
-for j = 1, m do
-  local key = KEYS[2 * n + j]
-  redis.call('SET', key, ARGV[3 + n + j], 'EX', ttl)
-  for i = 1, n do redis.call('SADD', KEYS[n + i], key) end
-end
-for i = 1, n do
-  if redis.call('TTL', KEYS[n + i]) < ttl then redis.call('EXPIRE', KEYS[n + i], ttl) end
-end
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
 return 1
 """
 
-# The usual four keys; returns the new version. The last-known copy stays: it is what an
-# outage falls back to.
-INVALIDATE_GUILD = (
-    _NEW_VERSION_WITHOUT_DEPENDENTS
+# The usual four keys and the dependents; returns the new version. The last-known copy stays:
+# it is what an outage falls back to.
+INVALIDATE_GUILD = _fixed(
+    _DEPENDENTS_AS_READ
+    + _NEW_VERSION_WITHOUT_DEPENDENTS
     + """
 redis.call('DEL', KEYS[1])
 return version
-"""
+""",
+    4,
 )
 
 # A token bucket per caller, on Redis's own clock so that every API process agrees. A caller
@@ -176,7 +212,8 @@ return tostring(tokens)
 # revoked), its bucket, and the cached response. The bucket is only charged once the secret
 # matches, so nobody can spend a key's requests by knowing its (public) id.
 # KEYS: record, bucket, [response]. ARGV: sha256 of the secret, rate, burst, cost.
-# Returns {'miss'} | {'refused', record} | {'limited', retry ms} | {'ok', record or false, response or false}.
+# Returns {'miss'} | {'refused', record} | {'limited', retry ms} | {'ok', record, response or false}
+# (the record with the response too: a response found stale is not the answer after all).
 ADMIT_KEY = (
     _TOKEN_BUCKET
     + """
@@ -187,8 +224,7 @@ local allowed, retry = take(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonum
 if allowed == 0 then return {'limited', retry} end
 local cached = false
 if KEYS[3] then cached = redis.call('GET', KEYS[3]) end
-if cached then return {'ok', false, cached} end
-return {'ok', found[1], false}
+return {'ok', found[1], cached}
 """
 )
 
@@ -236,13 +272,13 @@ redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
 return 1
 """
 
-# A poll's change: appended to its guild's poll stream and announced on the channel of the same
-# name, atomically. KEYS[1]: the stream. ARGV: guild id, poll id, kind, version, time, stream
-# length. Returns the event id.
+# A poll's change: appended to its guild's poll stream and announced on its channel,
+# atomically. KEYS[1]: the stream; KEYS[2]: the channel. ARGV: guild id, poll id, kind,
+# version, time, stream length. Returns the event id.
 APPEND_POLL_EVENT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*',
   'guild_id', ARGV[1], 'poll_id', ARGV[2], 'kind', ARGV[3], 'version', ARGV[4], 'at', ARGV[5])
-redis.call('PUBLISH', KEYS[1], cjson.encode({id = id, guild_id = ARGV[1], poll_id = ARGV[2],
+redis.call('PUBLISH', KEYS[2], cjson.encode({id = id, guild_id = ARGV[1], poll_id = ARGV[2],
   kind = ARGV[3], version = ARGV[4], at = ARGV[5]}))
 return id
 """

@@ -19,13 +19,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import redis.asyncio as redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
-
 from app.access.principal import Principal
 from app.cache.access_cache import access_change, read_access_change
-from app.cache.keys import CacheKeys
+from app.cache.channels import Channels
+from app.cache.connection import FAILURES
+from app.cache.role_cache import RoleCache
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +47,12 @@ class Caller:
 
 
 class AccessWatch:
-    def __init__(self, client: redis.Redis, keys: CacheKeys, *, retry_interval: float = 1.0) -> None:
-        self._client = client
-        self._keys = keys
+    def __init__(self, cache: RoleCache, *, retry_interval: float = 1.0) -> None:
+        self._cache = cache
         self._retry_interval = retry_interval
         self._connections: dict[Caller, set[Recheck]] = defaultdict(set)
         self._reader: asyncio.Task[None] | None = None
-        self._pubsub: PubSub | None = None
+        self._pubsub: Channels | None = None
         self._checks: set[asyncio.Task[object]] = set()
         self.subscribed = asyncio.Event()
 
@@ -99,42 +96,45 @@ class AccessWatch:
             await self._follow(None)
         finally:
             if self._pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*FAILURES):
                     await self._pubsub.aclose()
 
-    async def _follow(self, pubsub: PubSub | None) -> None:
+    async def _follow(self, pubsub: Channels | None) -> None:
         lost = False
         while True:
             try:
                 if pubsub is None:
-                    pubsub = self._pubsub = self._client.pubsub()
-                    await pubsub.subscribe(self._keys.access_changes())
-                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-            except (RedisError, OSError) as error:
+                    pubsub = self._pubsub = self._cache.channels()
+                    await pubsub.subscribe(self._cache.keys.access_changes())
+                message = await pubsub.next(wait=1.0)
+            except FAILURES as error:
                 self.subscribed.clear()
                 if not lost:
                     log.warning("Lost the Redis access-change subscription (%s); retrying.", error)
                 lost = True
                 if pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
+                    with contextlib.suppress(*FAILURES):
                         await pubsub.aclose()
                     pubsub = self._pubsub = None
                 await asyncio.sleep(self._retry_interval)
                 continue
             if message is None:
                 continue
-            if message["type"] == "subscribe":
+            if message.kind == "subscribed":
+                # Confirmed again while subscribed: redis-py subscribed anew on its own (on a
+                # cluster, on the shard's new master), and announcements may have been missed.
+                again = lost or self.subscribed.is_set()
                 self.subscribed.set()
-                if lost:
+                if again:
                     lost = False
                     log.warning("The access-change subscription is back; every connection is rechecked.")
                     for rechecks in tuple(self._connections.values()):
                         self._recheck(rechecks)
                 continue
-            if message["type"] != "message":
+            if message.kind != "message":
                 continue
             try:
-                caller = Caller(*read_access_change(message["data"]))
+                caller = Caller(*read_access_change(message.data))
             except ValueError:
                 log.warning("Ignoring a malformed access announcement.")
                 continue

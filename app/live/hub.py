@@ -4,7 +4,8 @@ The hub subscribes to a guild's channel while at least one listener wants that g
 hands each announced event to every listener in memory. A listener's queue is bounded: one
 that falls behind loses its backlog and gets a single "resync" marker instead. When the
 pub/sub connection breaks, every listener gets that marker once it is back (events may have
-been missed meanwhile).
+been missed meanwhile); so do a guild's listeners when its channel is subscribed again
+without the hub asking (on a Redis Cluster, after a failover moved the channel's shard).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import logging
 from collections import defaultdict
 from typing import Final
 
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
-
+from app.cache.channels import Channels
+from app.cache.connection import FAILURES
 from app.cache.event_log import GuildEvent, Stream
 from app.cache.role_cache import RoleCache
 
@@ -39,18 +39,29 @@ class Listener:
     def __init__(self, guild_id: int, limit: int) -> None:
         self.guild_id = guild_id
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=limit)
+        # A resync queued and not taken yet covers whatever is missed until it is taken: the
+        # consumer reads the whole current state then.
+        self._resync_queued = False
 
     def offer(self, item: Item) -> None:
+        if item is RESYNC:
+            if self._resync_queued:
+                return
+            self._resync_queued = True
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             # Behind by a whole queue: drop the backlog, ask for one resync instead.
             while not self._queue.empty():
                 self._queue.get_nowait()
+            self._resync_queued = True
             self._queue.put_nowait(RESYNC)
 
     async def get(self) -> Item:
-        return await self._queue.get()
+        item = await self._queue.get()
+        if item is RESYNC:
+            self._resync_queued = False
+        return item
 
 
 class EventHub:
@@ -67,15 +78,19 @@ class EventHub:
         self._queue_limit = queue_limit
         self._retry_interval = retry_interval
         self._listeners: dict[int, set[Listener]] = defaultdict(set)
-        self._pubsub: PubSub | None = None
+        self._pubsub: Channels | None = None
         self._confirmed: dict[str, asyncio.Event] = {}
+        # Confirmations of subscriptions this hub asked for and has not seen yet; any other
+        # confirmation is redis-py subscribing again on its own, after a lost connection.
+        self._awaiting: dict[str, int] = defaultdict(int)
+        self._guild_of: dict[str, int] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._has_subscriptions = asyncio.Event()
 
     def channel(self, guild_id: int) -> str:
-        return self._stream(guild_id)
+        return self._cache.channel(self._stream(guild_id))
 
     @property
     def guilds(self) -> int:
@@ -94,7 +109,13 @@ class EventHub:
                 confirmed = self._confirmed.setdefault(channel, asyncio.Event())
                 if first:
                     pubsub = self._ensure_pubsub()
-                    await self._cache.breaker.call(lambda: pubsub.subscribe(channel))
+                    self._guild_of[channel] = guild_id
+                    self._awaiting[channel] += 1
+                    try:
+                        await self._cache.breaker.call(lambda: pubsub.subscribe(channel))
+                    except BaseException:
+                        self._seen_confirmation(channel)  # none is coming
+                        raise
                     self._has_subscriptions.set()
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the wait completes, and the subscription would never end.
@@ -126,6 +147,7 @@ class EventHub:
             del self._listeners[listener.guild_id]
             channel = self.channel(listener.guild_id)
             self._confirmed.pop(channel, None)
+            self._guild_of.pop(channel, None)
             if self._pubsub is not None:
                 task = asyncio.ensure_future(self._unsubscribe(listener.guild_id))
                 self._tasks.add(task)
@@ -142,9 +164,9 @@ class EventHub:
                 return  # someone listens again
             await self._pubsub.unsubscribe(self.channel(guild_id))
 
-    def _ensure_pubsub(self) -> PubSub:
+    def _ensure_pubsub(self) -> Channels:
         if self._pubsub is None:
-            self._pubsub = self._cache.pubsub()
+            self._pubsub = self._cache.channels()
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(), name="event-hub")
         return self._pubsub
@@ -158,8 +180,8 @@ class EventHub:
                 await self._has_subscriptions.wait()
                 continue
             try:
-                message = await pubsub.get_message(timeout=1.0)
-            except (RedisError, OSError) as error:
+                message = await pubsub.next(wait=1.0)
+            except FAILURES as error:
                 if not broken:
                     log.warning("Lost the Redis event subscription (%s); retrying.", error)
                 broken = True
@@ -173,23 +195,43 @@ class EventHub:
                         listener.offer(RESYNC)
             if message is None:
                 continue
-            channel = (
-                message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
-            )
-            if message["type"] == "subscribe":
-                confirmed = self._confirmed.get(channel)
-                if confirmed is not None:
-                    confirmed.set()
+            if message.kind == "subscribed":
+                self._confirm(message.channel)
                 continue
-            if message["type"] != "message":
+            if message.kind != "message":
                 continue
             try:
-                announced = GuildEvent.from_announcement(message["data"])
+                announced = GuildEvent.from_announcement(message.data)
             except (ValueError, KeyError):
-                log.warning("Ignoring a malformed event on %s.", channel)
+                log.warning("Ignoring a malformed event on %s.", message.channel)
                 continue
             for listener in tuple(self._listeners.get(announced.guild_id, ())):
                 listener.offer(announced)
+
+    def _seen_confirmation(self, channel: str) -> bool:
+        """Whether the hub was awaiting a confirmation of ``channel`` (now no longer)."""
+        awaiting = self._awaiting.get(channel, 0)
+        if awaiting <= 1:
+            self._awaiting.pop(channel, None)
+        else:
+            self._awaiting[channel] = awaiting - 1
+        return awaiting > 0
+
+    def _confirm(self, channel: str) -> None:
+        confirmed = self._confirmed.get(channel)
+        if confirmed is not None:
+            confirmed.set()
+        if self._seen_confirmation(channel):
+            return
+        # Subscribed again without our asking: the connection to the channel's node was lost
+        # and made anew (on a cluster, maybe to a replica promoted since). Events announced
+        # in between reached nobody here.
+        guild_id = self._guild_of.get(channel)
+        listeners = tuple(self._listeners.get(guild_id, ())) if guild_id is not None else ()
+        if listeners:
+            log.info("Subscribed to %s again; its subscribers resync.", channel)
+        for listener in listeners:
+            listener.offer(RESYNC)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -197,5 +239,5 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*FAILURES):
                 await self._pubsub.aclose()

@@ -17,9 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.exceptions import RedisError
-
-from app.cache.connection import open_redis
+from app.cache.channels import publish
+from app.cache.connection import FAILURES, open_redis
 from app.storage.api_keys import ApiKeyRecord, ApiKeyStore, KeyInputError, KeyNotFound, check_key_input
 from app.storage.database import Database, DatabaseError
 
@@ -120,7 +119,7 @@ async def _revoke(args: argparse.Namespace, target: KeysTarget) -> int:
     # until that copy expires.
     try:
         await _forget_cached(target, record.id)
-    except (RedisError, OSError) as error:
+    except FAILURES as error:
         print(
             f"polly keys revoke: warning: could not delete the cached copy of {record.id} from Redis at"
             f" {_without_password(target.redis_url)} ({error or type(error).__name__}); the key stops"
@@ -137,7 +136,7 @@ async def _forget_cached(target: KeysTarget, key_id: str) -> None:
     try:
         await client.delete(target.cache_key(key_id))
         if target.revoked is not None:
-            await client.publish(*target.revoked(key_id))
+            await publish(client, *target.revoked(key_id))
     finally:
         await client.aclose()
 

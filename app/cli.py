@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "server", "fakeredis"],
         help="auto: POLLY_REDIS_URL, else a private redis-server if installed, else fakeredis (default)",
     )
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="API worker processes (default 2 with a real Redis, 1 with fakeredis)",
+    )
     demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     demo.set_defaults(run=run_demo, needs_settings=False)
 
@@ -257,6 +263,8 @@ def run_demo(args: argparse.Namespace, settings: Settings | None) -> int:
         churn_every=args.churn_every,
         redis=args.redis,
         heartbeat_interval_ms=args.heartbeat_interval,
+        workers=args.workers,
+        log_level=args.log_level,
     )
     try:
         asyncio.run(serve(options))

@@ -1,7 +1,9 @@
-"""``polly demo``: the sandbox, the gateway bot and the API in one process, nothing to install.
+"""``polly demo``: the sandbox, the gateway bot and the API, nothing to install.
 
 Redis is ``POLLY_REDIS_URL`` when set; otherwise a private redis-server when one is on PATH
-(its data in a temporary directory, gone at exit); otherwise fakeredis, in this process.
+(its data in a temporary directory, gone at exit); otherwise fakeredis, in this process. With a
+real Redis the API runs as two worker processes, as ``polly api --workers 2`` does (the sandbox
+and the bot stay in this process); with fakeredis, which lives in this process, in it too.
 ``--churn`` makes the sandbox rename and toggle roles every few seconds, so the live refresh
 can be watched.
 """
@@ -20,10 +22,12 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as redis
 
 from app.api.app import create_app, server_config
+from app.api.workers import Supervisor
 from app.bot.runner import run_bot
 from app.discord.client import point_discord_py_at
 from app.listening import ListeningServer
@@ -50,6 +54,8 @@ class DemoOptions:
     churn_every: float = 3.0
     redis: str = "auto"  # auto, server or fakeredis
     heartbeat_interval_ms: int = 41250
+    workers: int | None = None  # API processes; None: 2 with a real Redis, 1 with fakeredis
+    log_level: str = "WARNING"
 
 
 @contextlib.asynccontextmanager
@@ -155,21 +161,45 @@ async def serve_stack(
             asyncio.create_task(run_bot(settings, stop, handle_signals=False, redis_client=bot_client))
         )
         key = await demo_key(settings, [guild.id for guild in fixture.guilds])
-        app = create_app(settings, redis_client=client)
-        server = ListeningServer(
-            server_config(app, settings, host=options.host, port=options.port, log_level="warning")
-        )
-        api = await server.serve_in_task()
+        workers = options.workers or (1 if client is not None else 2)
+        if workers > 1 and client is not None:
+            raise SystemExit(
+                "polly demo: --workers above 1 needs a Redis the processes share; fakeredis lives in"
+                " this process (install redis-server, or set POLLY_REDIS_URL)."
+            )
+        if workers > 1:
+            supervisor = Supervisor(
+                workers, options.host, options.port, None, environment=worker_environment(settings, options)
+            )
+            api: asyncio.Future[Any] = asyncio.create_task(supervisor.serve())
+            listening = await supervisor.listening
+            if listening is None:
+                raise SystemExit(f"polly demo: the API workers did not start (exit status {await api}).")
+            base = listening
+            stop_api = supervisor.stop
+            serving = f"{workers} worker processes"
+        else:
+            app = create_app(settings, redis_client=client)
+            server = ListeningServer(
+                server_config(app, settings, host=options.host, port=options.port, log_level="warning")
+            )
+            api = await server.serve_in_task()
+            # The bound address, not the one asked for: --port 0 asks for any free port.
+            base = server.url
+            serving = "in this process"
+
+            def stop_api() -> None:
+                server.should_exit = True
+
         if options.churn:
             tasks.append(asyncio.create_task(churn(sandbox.state, options.churn_every)))
-        # The bound address, not the one asked for: --port 0 asks for any free port.
-        base = server.url
         print(
             "Polly demo is running.\n"
             f"  the live role dropdown   {base}/\n"
             f"  GraphQL (GraphiQL)       {base}/graphql\n"
             f"  Discord sandbox          {sandbox.url}/_sandbox/fixture\n"
             f"  Redis                    {redis_kind}\n"
+            f"  API                      {serving}\n"
             "  Log in with Discord on the page as any sandbox user (alice owns Polly Playground),\n"
             "  or call the API with a key for every guild (roles:read):\n"
             f"  Authorization: Bearer {key}\n"
@@ -178,5 +208,22 @@ async def serve_stack(
             flush=True,
         )
         await stop.wait()
-        server.should_exit = True
+        stop_api()
         await api
+
+
+def worker_environment(settings: Settings, options: DemoOptions) -> dict[str, str]:
+    """What an API worker process needs of the demo's settings, as POLLY_* variables."""
+    secrets = {
+        "POLLY_DISCORD_TOKEN": settings.discord_token,
+        "POLLY_SECRET_KEY": settings.secret_key,
+        "POLLY_DISCORD_CLIENT_SECRET": settings.discord_client_secret,
+    }
+    return {
+        "POLLY_DISCORD_API_URL": str(settings.discord_api_url),
+        "POLLY_DISCORD_GATEWAY_URL": str(settings.discord_gateway_url),
+        "POLLY_REDIS_URL": str(settings.redis_url),
+        "POLLY_DATA_DIR": str(settings.data_dir),
+        "POLLY_LOG_LEVEL": options.log_level,
+        **{name: value.get_secret_value() for name, value in secrets.items() if value is not None},
+    }

@@ -1,6 +1,8 @@
 """Serves a baseline app (bench/bare_*.py) under uvicorn, as ``uvicorn APP --log-level warning
---no-access-log --ws-per-message-deflate false`` would, but on a port the system picks, and
-prints its URL on stdout once listening: ``python -m bench.bare_server bench.bare_endpoint:app``.
+--no-access-log --ws-per-message-deflate false [--workers N]`` would, but on a port the system
+picks, and prints its URL on stdout once listening:
+``python -m bench.bare_server bench.bare_endpoint:app [--workers 2]``. With several workers,
+uvicorn's own supervisor runs them on the one socket it binds.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from app.listening import ListeningServer
 
@@ -15,6 +18,7 @@ from app.listening import ListeningServer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("app", help="the ASGI application, as module:attribute")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args()
     config = uvicorn.Config(
         args.app,
@@ -23,8 +27,15 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         ws_per_message_deflate=False,
+        workers=args.workers,
     )
-    ListeningServer(config, announce=lambda url: print(f"listening on {url}", flush=True)).run()
+    if args.workers == 1:
+        ListeningServer(config, announce=lambda url: print(f"listening on {url}", flush=True)).run()
+        return
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    print(f"listening on http://{host}:{port}", flush=True)
+    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
 
 
 if __name__ == "__main__":

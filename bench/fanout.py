@@ -1,5 +1,6 @@
-"""Delivery latency of one role change to 1,000 and then 5,000 subscribers of one API process,
-and the process's memory, next to a bare Starlette WebSocket broadcast under the same clients.
+"""Delivery latency of one role change to 5,000 and then 10,000 subscribers of ``polly api``
+with one and with two worker processes, and each process's memory, next to a bare Starlette
+WebSocket broadcast loop (one process) under the same clients, in the same run.
 
 Latency is end to end: from the role change in the sandbox (through the gateway bot, Redis
 pub/sub and the API's fan-out) to the bytes arriving at each subscriber. The baseline's is
@@ -12,7 +13,7 @@ time of the message's last bytes, and the clients run at idle priority: they use
 servers leave, and their own delays are not counted. ``--clients eager`` times each message in
 Python as it is read, with the clients at normal priority (the figures earlier versions gave).
 
-Run: bench/fanout [--counts 1000,5000] [--rounds 5] [--threads 2] [--clients kernel|eager]
+Run: bench/fanout [--counts 5000,10000] [--workers 1,2] [--rounds 5] [--clients kernel|eager]
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def serving_pids(pid: int) -> list[int]:
+    """The processes that serve: a supervisor's workers, or the process itself."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children] or [pid]
 
 
 def start_clients(
@@ -112,16 +119,14 @@ def measure(
 ) -> dict[str, Any]:
     """One warm-up and ``args.rounds`` broadcasts to ``count`` subscribers of ``target``: "api"
     (a role change in the sandbox) or "bare" (a POST that makes the baseline broadcast)."""
-    ws, pid = (
-        (context["ws"], context["api_pid"]) if target == "api" else (context["bare_ws"], context["bare_pid"])
-    )
+    ws, pid = (context[f"{target}_ws"], context[f"{target}_pid"])
     clients = start_clients(stack, ws, count, args.rounds + 1, context["guild"], args.clients)
     time.sleep(2)  # the last subscriptions reach their group
     http: httpx.Client = context["http"]
     change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
 
     def broadcast(name: str) -> None:
-        if target == "api":
+        if target != "bare":
             http.patch(change, json={"name": name})
         else:
             # The broadcast runs inside the request; the clients time its arrival, not its answer.
@@ -134,7 +139,7 @@ def measure(
         starts.append(time.time())
         broadcast(f"Voters {count}-{n}")
         time.sleep(args.gap)
-    memory = rss_mib(pid)
+    memory = [rss_mib(serving) for serving in serving_pids(pid)]
     return {**figures(collect(clients), starts), "rss": memory}
 
 
@@ -143,11 +148,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--counts", default="1000,5000", help="subscriber counts, in order (default 1000,5000)"
+        "--counts", default="5000,10000", help="subscriber counts, in order (default 5000,10000)"
+    )
+    parser.add_argument(
+        "--workers", default="1,2", help="polly api --workers values to measure (default 1,2)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="role changes measured per count (default 5)")
     parser.add_argument("--gap", type=float, default=1.5, help="seconds between changes (default 1.5)")
-    parser.add_argument("--threads", type=int, default=2, help="the API's POLLY_FANOUT_THREADS (default 2)")
     parser.add_argument(
         "--clients",
         choices=("kernel", "eager"),
@@ -158,15 +165,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
+    worker_counts = [int(n) for n in args.workers.split(",")]
 
     results: dict[int, dict[str, Any]] = {}
     with Stack() as stack:
         redis_url = stack.redis()
         sandbox = stack.sandbox(None)
         stack.bot(sandbox, redis_url)
-        api = stack.api(sandbox, redis_url, fanout_threads=str(args.threads))
+        apis: dict[str, tuple[str, int]] = {}
+        for workers in worker_counts:
+            url = stack.api(sandbox, redis_url, workers=workers)
+            apis[f"workers {workers}"] = (url, stack.last.pid)
+        api = next(iter(apis.values()))[0]
         http = stack.enter_context(httpx.Client(timeout=60, headers=stack.auth))
-        api_pid = stack.last.pid
         fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
         guild = fixture["guilds"][0]
         role = next(r["id"] for r in guild["roles"] if r["name"] == "Poll Voters")
@@ -184,11 +195,11 @@ def main() -> None:
         payload = {"data": {"guildRolesChanged": {"kind": "ROLE_UPDATED", "roleId": role, "version": 1,
                                                   "eventId": "1-0", "pingableRoles": roles}}}  # fmt: skip
         context = {
-            "ws": api.replace("http", "ws", 1) + "/graphql",
+            **{f"{name}_ws": url.replace("http", "ws", 1) + "/graphql" for name, (url, _) in apis.items()},
+            **{f"{name}_pid": pid for name, (_, pid) in apis.items()},
             "sandbox": sandbox,
             "guild": guild["id"],
             "role": role,
-            "api_pid": api_pid,
             "bare_ws": bare.replace("http", "ws", 1) + "/graphql",
             "bare_fire": f"{bare}/fire",
             "bare_pid": bare_pid,
@@ -197,19 +208,22 @@ def main() -> None:
         }
         for count in counts:
             results[count] = {
-                "api": measure(stack, args, count, context, "api"),
+                **{name: measure(stack, args, count, context, name) for name in apis},
                 "bare": measure(stack, args, count, context, "bare"),
             }
 
-    print(f"One role change to N subscribers of one process ({args.rounds} changes each; latency in ms)")
+    print(f"One role change to N subscribers ({args.rounds} changes each; latency in ms, end to end)")
     for count, result in results.items():
-        api_result, bare = result["api"], result["bare"]
+        bare = result["bare"]
         print(f"  {count:5d} subscribers")
-        for name, measured in (("polly api (end to end)", api_result), ("bare Starlette broadcast", bare)):
+        for name, measured in result.items():
+            label = f"polly api, {name}" if name != "bare" else "bare Starlette broadcast"
             latency = f"p50 {measured['p50']:7.1f}  p99 {measured['p99']:7.1f}  max {measured['max']:7.1f}"
-            print(f"    {name:26} {latency}   RSS {measured['rss']:6.1f} MiB   missing {measured['missing']}")
-            print(f"    {'':26} p99 of each change: {', '.join(f'{v:.1f}' for v in measured['per_change'])}")
-        print(f"    p99 ratio (api / bare): {api_result['p99'] / bare['p99']:.2f}")
+            rss = " + ".join(f"{value:.0f}" for value in measured["rss"])
+            print(f"    {label:28} {latency}   RSS {rss} MiB   missing {measured['missing']}")
+            print(f"    {'':28} p99 of each change: {', '.join(f'{v:.1f}' for v in measured['per_change'])}")
+            if name != "bare":
+                print(f"    {'':28} p99 ratio (api / bare): {measured['p99'] / bare['p99']:.2f}")
 
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ class Stack(contextlib.ExitStack):
     data_dir: str | None = None
     auth: dict[str, str] = {}
 
-    def api(self, sandbox_url: str, redis_url: str, **settings: str) -> str:
-        """A ``polly api`` process; the APIs of one Stack share a database, and ``self.auth``
-        holds the headers of a key for every sandbox guild."""
+    def api(self, sandbox_url: str, redis_url: str, *, workers: int = 1, **settings: str) -> str:
+        """A ``polly api`` process (with ``workers`` > 1, a supervisor and its workers); the APIs
+        of one Stack share a database, and ``self.auth`` holds the headers of a key for every
+        sandbox guild."""
         if self.data_dir is None:
             self.data_dir = self.enter_context(tempfile.TemporaryDirectory(prefix="polly-bench-"))
         access = {
@@ -127,7 +128,10 @@ class Stack(contextlib.ExitStack):
                 cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, check=True,
             )  # fmt: skip
             self.auth = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
-        return self.spawn_listening([sys.executable, "-m", "app", "api", "--port", "0"], env)
+        command = [sys.executable, "-m", "app", "api", "--port", "0"]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        return self.spawn_listening(command, env)
 
     def bot(self, sandbox_url: str, redis_url: str, *, origin_design: bool = False, **settings: str) -> None:
         """polly bot; or, with ``origin_design``, the origin design's invalidating bot."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json as json_lib
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,6 +21,7 @@ import uvicorn
 import websockets
 
 from app.api.app import PollyApp, Services, create_app, server_config
+from app.api.workers import reuse_port_socket
 from app.bot.runner import run_bot
 from app.cache.cluster_url import is_cluster_url
 from app.cache.connection import open_redis
@@ -209,13 +211,23 @@ async def until_closed(ws: Any, within: float = 5) -> list[dict[str, Any]]:
 
 class RunningApi:
     """``polly api``'s application served by uvicorn on a real socket, with an HTTP client that
-    sends an API key for every fixture guild (``roles:read``)."""
+    sends an API key for every fixture guild (``roles:read``).
+
+    With several workers, each is a whole application (its own services: hub, fan-out, caches)
+    served on its own socket of one shared port (SO_REUSEPORT), as ``polly api --workers``
+    runs them, here in the test's process so that tests can look inside each; the kernel
+    spreads connections over them. ``app`` and ``services`` are the first worker's."""
 
     def __init__(
-        self, app: PollyApp, server: uvicorn.Server, sandbox: Sandbox, settings: Settings, key: str
+        self,
+        workers: list[tuple[PollyApp, uvicorn.Server]],
+        sandbox: Sandbox,
+        settings: Settings,
+        key: str,
     ) -> None:
-        self.app = app
-        self.server = server
+        self.workers = workers
+        self.app, self.server = workers[0]
+        server = self.server
         self.sandbox = sandbox
         self.settings = settings
         self.key = key
@@ -232,6 +244,21 @@ class RunningApi:
     def services(self) -> Services:
         services: Services = self.app.state.services
         return services
+
+    @property
+    def every_services(self) -> list[Services]:
+        """Each worker's services."""
+        return [app.state.services for app, _ in self.workers]
+
+    @property
+    def subscribers(self) -> int:
+        """Subscribers of shared subscriptions, over every worker."""
+        return sum(services.streaming.fanout.subscribers for services in self.every_services)
+
+    @property
+    def hub_guilds(self) -> int:
+        """Guilds whose events some worker's hub subscribes to, counted once per worker."""
+        return sum(services.hub.guilds for services in self.every_services)
 
     async def query(
         self, query: str, variables: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
@@ -251,7 +278,9 @@ class RunningApi:
         return by_route.get(route, 0)
 
 
-async def start_api(sandbox: Sandbox, redis_url: str, *, port: int = 0, **overrides: Any) -> RunningApi:
+async def start_api(
+    sandbox: Sandbox, redis_url: str, *, port: int = 0, workers: int = 1, **overrides: Any
+) -> RunningApi:
     defaults: dict[str, Any] = {
         "secret_key": TEST_SECRET_KEY,
         "discord_client_secret": CLIENT_SECRET,
@@ -270,35 +299,61 @@ async def start_api(sandbox: Sandbox, redis_url: str, *, port: int = 0, **overri
         redis_url=redis_url,
         **{**defaults, **overrides},
     )
-    app = create_app(settings)
-    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    sockets: list[socket.socket | None] = [None]
+    if workers > 1:
+        first = reuse_port_socket("127.0.0.1", port)
+        port = first.getsockname()[1]
+        sockets = [first, *(reuse_port_socket("127.0.0.1", port) for _ in range(workers - 1))]
+    started: list[tuple[PollyApp, uvicorn.Server]] = []
+    tasks: list[asyncio.Task[None]] = []
+    for sock in sockets:
+        app = create_app(settings)
+        config = server_config(app, settings, host="127.0.0.1", port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=None if sock is None else [sock]))
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        started.append((app, server))
+        tasks.append(task)
     key = await create_key(settings, [guild.id for guild in sandbox.fixture.guilds], ["roles:read"])
-    running = RunningApi(app, server, sandbox, settings, key)
-    running.task = task  # type: ignore[attr-defined]
+    running = RunningApi(started, sandbox, settings, key)
+    running.tasks = tasks  # type: ignore[attr-defined]
     return running
 
 
 async def stop_api(api: RunningApi) -> None:
     await api.client.aclose()
-    api.server.should_exit = True
-    await asyncio.wait_for(api.task, timeout=10)  # type: ignore[attr-defined]
+    for _, server in api.workers:
+        server.should_exit = True
+    await asyncio.wait_for(asyncio.gather(*api.tasks), timeout=10)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def workers() -> int:
+    """API workers the ``api`` fixtures start: one, unless a test is marked ``workers_1_and_2``."""
+    return 1
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test marked workers_1_and_2 runs twice: against one API worker, and against two
+    # sharing the port.
+    if "workers" in metafunc.fixturenames and metafunc.definition.get_closest_marker("workers_1_and_2"):
+        metafunc.parametrize("workers", [1, 2], ids=["workers-1", "workers-2"])
 
 
 @pytest_asyncio.fixture
 async def api_factory(
-    sandbox: Sandbox, redis_url: str, tmp_path: Path
+    sandbox: Sandbox, redis_url: str, tmp_path: Path, workers: int
 ) -> AsyncIterator[Callable[..., Awaitable[RunningApi]]]:
     started: list[RunningApi] = []
 
     async def make(**overrides: Any) -> RunningApi:
         # The APIs of one test share a database, as the processes of one deployment do.
         overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("workers", workers)
         running = await start_api(sandbox, overrides.pop("redis_url", redis_url), **overrides)
         started.append(running)
         return running

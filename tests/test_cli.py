@@ -171,6 +171,9 @@ async def test_polly_demo_serves_the_whole_stack_until_sigterm(redis: str) -> No
         assert not api.endswith(":0") and not sandbox.endswith(":0") and api != sandbox
         assert f"GraphQL (GraphiQL)       {api}/graphql" in banner
         assert ("fakeredis" in banner) == (redis == "fakeredis")
+        # With a real Redis, the API is two worker processes (as polly api --workers 2 runs).
+        workers = "API                      in this process" if redis == "fakeredis" else "2 worker processes"
+        assert workers in banner, banner
         key = re.search(r"Authorization: Bearer (polly_\S+)", banner)
         assert key is not None
         auth = {"Authorization": f"Bearer {key[1]}"}

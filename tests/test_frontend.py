@@ -110,8 +110,8 @@ async def start_api_on(
     # A duplicate, since uvicorn closes the sockets it served on when it stops.
     task = await server.serve_in_task(sockets=[listener.dup()])
     key = await create_key(settings, [guild.id for guild in sandbox.fixture.guilds], ["roles:read"])
-    running = RunningApi(app, server, sandbox, settings, key)
-    running.task = task  # type: ignore[attr-defined]  # where stop_api awaits it
+    running = RunningApi([(app, server)], sandbox, settings, key)
+    running.tasks = [task]  # type: ignore[attr-defined]  # what stop_api awaits
     return running
 
 

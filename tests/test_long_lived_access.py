@@ -30,7 +30,7 @@ from tests.conftest import (
 from tests.postgres import PostgresServer
 from tests.test_access_matrix import SUBSCRIPTION, log_in, over_websocket, user_caller
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.workers_1_and_2]
 
 
 async def test_an_sse_stream_of_a_revoked_key_ends_before_its_next_change(

@@ -16,7 +16,7 @@ from tests.poll_stack import Polls
 from tests.test_socket_promises import Socket, open_socket  # noqa: F401 (a fixture)
 from tests.test_votes import VOTE, Person, people  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.workers_1_and_2]
 
 UPDATES = """subscription($g: ID!, $p: ID, $since: String) {
   pollUpdated(guildId: $g, pollId: $p, since: $since) {
@@ -109,8 +109,11 @@ async def test_server_sent_events_and_the_legacy_protocol_carry_poll_updates(
         assert response.status_code == 200
 
         async def held() -> bool:  # the stream's Redis subscription is in place
-            numbers = await polls.api.services.redis.pubsub_numsub(f"poll_events:{polls.guild}")
-            return bool(numbers[0][1] >= 1) and polls.api.services.poll_hub.guilds == 1
+            api = polls.api
+            channel = api.services.role_cache.keys.poll_events(polls.guild)
+            numbers = await api.services.redis.pubsub_numsub(channel)
+            listening = sum(services.poll_hub.guilds for services in api.every_services)
+            return listening >= 1 and bool(numbers[0][1] >= listening)
 
         await wait_until(held, within=10)
         await polls.create(name="Both ways")

@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
+from app.graphql.fanout import Group, GroupKey
 from app.sandbox.fixture import Fixture
 from app.settings import Settings
 from tests.conftest import RunningApi, RunningBot, SandboxHttp, guild_id, role_id, until_closed, wait_until
 from tests.test_access_matrix import Answer, log_in, over_http, user_caller
 from tests.test_subscriptions import held
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.workers_1_and_2]
 
 TRANSPORT = "graphql-transport-ws"
 LEGACY = "graphql-ws"
@@ -129,12 +132,24 @@ async def lookups(api: RunningApi) -> int:
     Nothing counts executions of a subscription as such; but its resolver reads the guild once
     for each change it describes (RoleService.guild), so this counts executions, and serializing
     is part of each. The gateway bot's reads and writes go to a cache object of its own."""
-    counters = (await api.services.role_cache.get_cache_stats())["counters"]
-    return int(counters["hits"]) + int(counters["misses"])
+    total = 0
+    for services in api.every_services:
+        counters = (await services.role_cache.get_cache_stats())["counters"]
+        total += int(counters["hits"]) + int(counters["misses"])
+    return total
+
+
+def groups(api: RunningApi) -> list[Group]:
+    """Every worker's shared subscriptions: a subscription asked on several workers runs on each."""
+    return [group for services in api.every_services for group in services.streaming.fanout.groups.values()]
 
 
 def group_sizes(api: RunningApi) -> list[int]:
-    return sorted(len(group.members) for group in api.services.streaming.fanout.groups.values())
+    """Subscribers per distinct subscription, over every worker."""
+    sizes: Counter[GroupKey] = Counter()
+    for group in groups(api):
+        sizes[group.key] += len(group.members)
+    return sorted(sizes.values())
 
 
 async def rename(http: SandboxHttp, guild: int, role: int, name: str) -> None:
@@ -180,9 +195,9 @@ async def test_identical_subscriptions_share_one_execution_per_change(
         assert all(change == received[0] for change in received), received
         assert received[0]["kind"] == "ROLE_UPDATED" and received[0]["roleId"] == str(helpers)
         assert f"Shared {n}" in [role["name"] for role in received[0]["pingableRoles"]]
-    # One read of the guild per change — the group's one execution — not one per subscriber
-    # (SUBSCRIBERS * changes when each runs its own).
-    assert await lookups(api) - before == changes
+    # One read of the guild per change — the group's one execution (on each worker serving
+    # some of them) — not one per subscriber (SUBSCRIBERS * changes when each runs its own).
+    assert await lookups(api) - before == changes * len(groups(api))
     # And what holds them: one group with every subscriber in it.
     assert group_sizes(api) == [SUBSCRIBERS]
 
@@ -221,8 +236,11 @@ async def test_different_variables_make_different_groups(
     received = {name: await sockets[name].change() for name in quiet_sockets}
     assert all(change["kind"] == "ROLE_UPDATED" for change in received.values()), received
     assert received["guild"] == received["guild again"]
-    # Quiet Corner's three groups each ran once for its change; the other guild's did not.
-    assert await lookups(api) - before == 3
+    # Quiet Corner's three groups each ran once for its change (on each worker serving them);
+    # the other guild's did not.
+    quiet_groups = [group for group in groups(api) if group.key[2] != orjson.dumps({"g": str(playground)})]
+    assert len(quiet_groups) >= 3
+    assert await lookups(api) - before == len(quiet_groups)
 
 
 # -- 2. the protocols' 4409 and keep-alives -----------------------------------------------------

@@ -34,7 +34,8 @@ from tests.conftest import (
 )
 from tests.processes import announced
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.workers_1_and_2]
+
 
 CHANGES = """subscription Changes($g: ID!, $c: ID, $since: String) {
   guildRolesChanged(guildId: $g, channelId: $c, since: $since) {
@@ -140,11 +141,11 @@ async def subscribe(
         url = target
     held: Callable[[], bool] | None = None
     if isinstance(target, RunningApi):
-        fanout = target.services.streaming.fanout
-        before = fanout.subscribers
+        api = target
+        before = api.subscribers
 
         def held() -> bool:
-            return fanout.subscribers > before
+            return api.subscribers > before
 
     subscriber = await Subscriber(url, variables, protocol, query, headers).start(held)
     started.append(subscriber)
@@ -152,14 +153,21 @@ async def subscribe(
 
 
 async def held(api: RunningApi, guild: int, count: int = 1) -> None:
-    """Wait until the API's hub holds the guild's Redis subscription (so events reach it)."""
+    """Wait until every worker with subscribers of the guild holds the guild's Redis
+    subscription (so events reach them), and at least ``count`` do."""
     redis = api.services.redis
 
     async def subscribed() -> bool:
-        numbers = await redis.pubsub_numsub(f"guild_events:{guild}")
-        return bool(numbers and numbers[0][1] >= count)
+        numbers = await redis.pubsub_numsub(channel(api, guild))
+        listening = sum(services.hub.listens_to(guild) for services in api.every_services)
+        return bool(numbers and numbers[0][1] >= max(count, listening))
 
     await wait_until(subscribed, within=5)
+
+
+def channel(api: RunningApi, guild: int) -> str:
+    """The guild's pub/sub channel, as the API names it."""
+    return api.services.role_cache.keys.guild_events(guild)
 
 
 async def test_a_change_arrives_with_the_new_list(
@@ -341,19 +349,20 @@ async def test_one_redis_subscription_per_guild_per_process(
         )
         await subscribe(subscribers, api, variables)
     await held(api, playground)
-    numbers = await api.services.redis.pubsub_numsub(f"guild_events:{playground}")
-    assert numbers[0][1] == 1
-    assert api.services.hub.guilds == 1
     await joined(api, 12)
-    numbers = await api.services.redis.pubsub_numsub(f"guild_events:{playground}")
-    assert numbers[0][1] == 1
+    # One per worker that holds subscribers of the guild, however many it holds.
+    serving = sum(services.streaming.fanout.subscribers > 0 for services in api.every_services)
+    assert serving == len(api.workers)  # 12 connections: each worker got some (all but surely)
+    assert api.hub_guilds == serving
+    numbers = await api.services.redis.pubsub_numsub(channel(api, playground))
+    assert numbers[0][1] == serving
 
 
 async def joined(api: RunningApi, count: int) -> None:
     """Wait until ``count`` subscribers have joined the API's shared subscriptions."""
 
     async def all_in() -> bool:
-        return api.services.streaming.fanout.subscribers == count
+        return api.subscribers == count
 
     await wait_until(all_in, within=5)
 
@@ -523,7 +532,7 @@ async def test_clients_that_leave_during_setup_leave_nothing_behind(
                 await asyncio.sleep(pause)
 
     async def nothing_left() -> bool:
-        return api.services.hub.guilds == 0 and api.services.streaming.fanout.subscribers == 0
+        return api.hub_guilds == 0 and api.subscribers == 0
 
     await wait_until(nothing_left, within=5)
     # And the guild is still subscribed to when someone comes back.

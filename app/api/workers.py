@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -66,25 +67,54 @@ def _metrics_directory(configured: Path | None) -> tuple[Path, bool]:
 
 
 class Supervisor:
-    def __init__(self, workers: int, host: str, port: int, metrics_dir: Path | None) -> None:
+    """``workers`` ``polly api`` processes on ``host:port``, with this process's environment and
+    ``environment`` (the demo's settings, say) on top."""
+
+    def __init__(
+        self,
+        workers: int,
+        host: str,
+        port: int,
+        metrics_dir: Path | None,
+        *,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.workers = workers
         self.host = host
         self.port = port
+        self.extra_environment = dict(environment or {})
         self.metrics_dir, self._remove_metrics_dir = _metrics_directory(metrics_dir)
         self.stopping = asyncio.Event()
         self.stopped_by = int(signal.SIGTERM)
         self.processes: dict[int, asyncio.subprocess.Process] = {}
+        # The URL the workers answer on, once every one listens; None if one could not start.
+        self.listening: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
     def command(self, port: int) -> list[str]:
         return [sys.executable, "-m", "app", "api", "--host", self.host, "--port", str(port), "--reuse-port"]
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, "POLLY_METRICS_DIR": str(self.metrics_dir)}
+        return {**os.environ, **self.extra_environment, "POLLY_METRICS_DIR": str(self.metrics_dir)}
 
     async def run(self) -> int:
+        """Serve until SIGTERM or SIGINT; the exit status."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop, signum)
+        return await self.serve()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def serve(self) -> int:
+        """Serve until ``stop`` (or a signal ``run`` handles); the exit status."""
+        try:
+            return await self._serve()
+        finally:
+            if not self.listening.done():
+                self.listening.set_result(None)  # whoever waits for it: it never listened
+
+    async def _serve(self) -> int:
         reserved = reuse_port_socket(self.host, self.port)
         port = int(reserved.getsockname()[1])
         try:
@@ -92,8 +122,10 @@ class Supervisor:
             if not all(await asyncio.gather(*started)):
                 self.stopping.set()
                 await self._stop_all()
+                self.listening.set_result(None)
                 return 3
             url = f"http://[{self.host}]:{port}" if ":" in self.host else f"http://{self.host}:{port}"
+            self.listening.set_result(url)
             print(f"{LISTENING}{url} ({self.workers} workers)", flush=True)
             keepers = [asyncio.create_task(self._keep(number, port)) for number in range(self.workers)]
             await self.stopping.wait()
@@ -160,9 +192,13 @@ class Supervisor:
             self._forget(process.pid)
 
 
+async def supervise(workers: int, host: str, port: int, metrics_dir: Path | None) -> int:
+    return await Supervisor(workers, host, port, metrics_dir).run()
+
+
 def run_workers(workers: int, host: str, port: int, metrics_dir: Path | None) -> int:
     try:
-        return asyncio.run(Supervisor(workers, host, port, metrics_dir).run())
+        return asyncio.run(supervise(workers, host, port, metrics_dir))
     except WorkersUnsupported as error:
         print(f"polly api: {error}", file=sys.stderr)
         return 2

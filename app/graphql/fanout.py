@@ -43,6 +43,7 @@ from graphql import (
 )
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
+from app import collector
 from app.access.policy import READ_ROLES, authorize
 from app.cache.event_log import parse_event_id
 from app.discord.snowflake import parse_snowflake
@@ -265,9 +266,10 @@ class Group:
             self._latest = result.data
         payload = _payload(result)
         fell_behind = False
-        for member in tuple(self.members):
-            member.deliver(payload, event_id)
-            fell_behind = fell_behind or member.behind
+        with collector.paused():
+            for member in tuple(self.members):
+                member.deliver(payload, event_id)
+                fell_behind = fell_behind or member.behind
         if fell_behind and self._resyncs is None:
             self._resyncs = asyncio.create_task(self._resync_when_drained())
         published = parse_event_id(event_id or "")

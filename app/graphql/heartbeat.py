@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 
-# How late a beat may be, at most: beats due this close together are served in one wake-up.
+# How late a beat may be, at most (a quarter of the period, if that is shorter): beats due
+# this close together are served in one wake-up.
 SLACK = 0.25
 
 
@@ -47,12 +48,18 @@ class Beat:
         self.ended = True
 
 
+def later(due: float, period: float, now: float) -> float:
+    """The next time after ``due``, a ``period`` on; a period from ``now`` if that has passed."""
+    return due + period if due + period > now else now + period
+
+
 class Heartbeat:
     def __init__(self, interval: float, recheck_interval: float) -> None:
         self.interval = interval
         self.recheck_interval = recheck_interval
         # Every beat comes round after the same period, so appending keeps the queue in due order.
         self.period = min(interval, recheck_interval)
+        self.slack = min(SLACK, self.period / 4)
         self.beats: deque[Beat] = deque()
         self.rechecks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
@@ -85,7 +92,7 @@ class Heartbeat:
                 continue
             delay = self.beats[0].due - loop.time()
             if delay > 0:
-                await asyncio.sleep(delay + SLACK)
+                await asyncio.sleep(delay + self.slack)
             self.serve(loop.time())
 
     def serve(self, now: float) -> None:
@@ -95,10 +102,12 @@ class Heartbeat:
             beat = beats.popleft()
             if beat.ended:
                 continue
-            beat.due = now + self.period
+            # On the beat's own cadence, however late this wake-up; after a stall (the loop
+            # held up longer than a period), from now.
+            beat.due = later(beat.due, self.period, now)
             beats.append(beat)
             if beat.recheck is not None and beat.recheck_due <= now and not beat.checking:
-                beat.recheck_due = now + self.recheck_interval
+                beat.recheck_due = later(beat.recheck_due, self.recheck_interval, now)
                 beat.checking = True
                 task = asyncio.create_task(self.check(beat, beat.recheck))
                 self.rechecks.add(task)

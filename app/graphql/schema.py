@@ -152,7 +152,19 @@ class ErrorCodes(MaskErrors):
     unexpected ones are masked first and carry the request id the logs have."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=_unexpected, error_message="Internal error; it is logged.")
+        super().__init__(should_mask_error=self.classify, error_message="Internal error; it is logged.")
+
+    def classify(self, error: GraphQLError) -> bool:
+        """MaskErrors asks this of every error it sees, subscription events included: give the
+        error its code (and a database failure its sentence), and say whether to mask it."""
+        if isinstance(error.original_error, DatabaseError):
+            log.warning("The database failed a request: %s", error.original_error)
+            error.message = DATABASE_UNAVAILABLE
+        if _unexpected(error):
+            return True
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {**(error.extensions or {}), "code": error_code(error)}
+        return False
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
@@ -162,17 +174,6 @@ class ErrorCodes(MaskErrors):
             **({"requestId": request_id} if request_id else {}),
         }
         return masked
-
-    # MaskErrors' hook for every result it sees, subscription events included.
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed = super()._process_errors(errors)
-        for error in processed:
-            if isinstance(error.original_error, DatabaseError):
-                log.warning("The database failed a request: %s", error.original_error)
-                error.message = DATABASE_UNAVAILABLE
-            if not (error.extensions or {}).get("code"):
-                error.extensions = {**(error.extensions or {}), "code": error_code(error)}
-        return processed
 
 
 class SharedParserCache(SchemaExtension):

@@ -97,6 +97,10 @@ class EventHub:
         """How many guilds this process holds a Redis subscription for."""
         return len(self._listeners)
 
+    def listens_to(self, guild_id: int) -> bool:
+        """Whether some subscriber of this process follows the guild."""
+        return guild_id in self._listeners
+
     async def listen(self, guild_id: int, *, confirm_within: float = 2.0) -> Listener:
         """A listener for a guild's events, returned once Redis confirmed the subscription (so
         an event published from now on reaches it). Raises CacheUnavailable without Redis."""

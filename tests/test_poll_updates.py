@@ -110,7 +110,7 @@ async def test_server_sent_events_and_the_legacy_protocol_carry_poll_updates(
 
         async def held() -> bool:  # the stream's Redis subscription is in place
             api = polls.api
-            channel = api.services.role_cache.keys.poll_events(polls.guild)
+            channel = api.services.poll_hub.channel(polls.guild)
             numbers = await api.services.redis.pubsub_numsub(channel)
             listening = sum(services.poll_hub.guilds for services in api.every_services)
             return listening >= 1 and bool(numbers[0][1] >= listening)

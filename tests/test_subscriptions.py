@@ -167,7 +167,7 @@ async def held(api: RunningApi, guild: int, count: int = 1) -> None:
 
 def channel(api: RunningApi, guild: int) -> str:
     """The guild's pub/sub channel, as the API names it."""
-    return api.services.role_cache.keys.guild_events(guild)
+    return api.services.hub.channel(guild)
 
 
 async def test_a_change_arrives_with_the_new_list(

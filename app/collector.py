@@ -1,9 +1,11 @@
-"""The garbage collector, kept from rescanning what lives as long as the process.
+"""The garbage collector, kept from rescanning what lives as long as the process, and from
+interrupting a broadcast.
 
 Once the API has started, its modules, schema and services live until it stops; every
 collection of the oldest generation would walk them again. Frozen once, they are left out of
 every later scan, and a full collection with thousands of sockets open costs what the sockets
-cost, not the whole process.
+cost, not the whole process. A broadcast queues its messages with the collector paused (see
+``paused``).
 """
 
 from __future__ import annotations

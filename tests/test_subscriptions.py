@@ -17,6 +17,7 @@ import websockets
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
+from prometheus_client import REGISTRY
 
 from app.sandbox.fixture import Fixture
 from app.sandbox.server import Sandbox
@@ -433,6 +434,7 @@ async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(
     await joined(api, 2)
 
     roles = [r.id for g in fixture.guilds if g.id == big for r in g.roles if not r.managed and r.id != big]
+    queued = REGISTRY.get_sample_value("polly_fanout_messages_total", {"path": "queued"}) or 0.0
     changes = 250
     for n in range(changes):
         await http.control(
@@ -443,6 +445,8 @@ async def test_a_slow_subscriber_gets_a_resync_and_never_delays_a_fast_one(
         while len(fast.received) < changes:
             await fast.next(within=30)
     assert [c["kind"] for c in fast.received] == ["ROLE_UPDATED"] * changes
+    # Once the slow socket's transport paused writing, its messages went the queued way.
+    assert (REGISTRY.get_sample_value("polly_fanout_messages_total", {"path": "queued"}) or 0.0) > queued
 
     # The slow one now reads: what was already on its way, then one resync, not the backlog.
     kinds = []

@@ -31,9 +31,11 @@ uvicorn sets up its own, which tells it where each request's head begins and end
 A WebSocket upgrade stays uvicorn's: it hands the transport to its WebSocket protocol with
 ``transport.set_protocol()``. Right after each delivery the connection checks
 ``transport.get_protocol()`` and, if it changed, puts itself back in front of the new protocol
-(asyncio's public transport API), so that the connection's end is still counted here while the
-WebSocket protocol keeps the real transport (the fan-out writes to it and to its socket
-directly).
+(asyncio's public transport API), so that the connection's end is still counted here, and the
+transport's flow control (``pause_writing``, ``resume_writing``) passes through here to uvicorn's
+protocol: whether writing is paused is handed to the application as the WebSocket scope's
+``polly.write_flow`` extension, for the fan-out to tell which sockets take a message at once
+(app/graphql/outbox.py).
 
 ``ConnectionGuard`` is the per-server half: the per-address counts, the class given to
 uvicorn, and the ASGI middleware in front of the application, which
@@ -72,6 +74,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from app.graphql.errors import request_error
+from app.graphql.outbox import WRITE_FLOW, WriteFlow
 from app.settings import Settings
 from app.telemetry.metrics import OPEN_CONNECTIONS
 
@@ -216,6 +219,10 @@ class ConnectionGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            connection = self.by_peer.get((scope.get("server"), scope.get("client")))
+            if scope["type"] == "websocket" and connection is not None:
+                extensions = {**(scope.get("extensions") or {}), WRITE_FLOW: connection.flow}
+                scope = {**scope, "extensions": extensions}
             await self.app(scope, receive, send)
             return
         connection = self.by_peer.get((scope.get("server"), scope.get("client")))
@@ -312,7 +319,7 @@ class GuardedConnection(asyncio.Protocol):
     passed on."""
 
     __slots__ = (
-        "app_state", "bodies_complete", "body_deadline", "config", "counted_as", "drip_timer",
+        "app_state", "bodies_complete", "body_deadline", "config", "counted_as", "drip_timer", "flow",
         "head_bytes", "head_timer", "heads_complete", "inner", "limits", "loop", "open_gauge", "parser",
         "peer", "phase", "refusal", "requests_finished", "requests_started", "server_state",
         "transport", "url_bytes", "waiting_since",
@@ -351,6 +358,7 @@ class GuardedConnection(asyncio.Protocol):
         self.requests_started = 0
         self.requests_finished = 0
         self.open_gauge: Gauge | None = None  # this connection, while counted as open
+        self.flow = WriteFlow()  # whether the transport has paused writing
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -417,10 +425,12 @@ class GuardedConnection(asyncio.Protocol):
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        self.flow.paused = True
         if self.inner is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self.flow.paused = False
         if self.inner is not None:
             self.inner.resume_writing()
 

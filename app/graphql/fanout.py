@@ -4,8 +4,8 @@ Subscribers whose subscription is the same — document, operation, and variable
 ``since`` — join one *group*, whoever they are: what a group sends depends only on the guild,
 and each subscriber is authorized for that guild before joining. A group runs the subscription once through
 Strawberry (one resolver, one Redis subscription of the event hub), serializes each result
-once, and queues it for every member's socket (app/graphql/outbox.py): nothing in a broadcast
-waits for a socket.
+once, and sent to every member's socket: at once to a socket that takes writes, queued in its
+outbox otherwise (app/graphql/outbox.py): nothing in a broadcast waits for a socket.
 
 A member that asks for ``since`` joins the group at once, holding what the group sends, while a
 private replay of what it missed runs for it alone; then it receives what the group sent after
@@ -51,7 +51,7 @@ from app.errors import PollyError
 from app.graphql.context import RequestContext
 from app.graphql.outbox import Outbox
 from app.graphql.schema import PollySchema
-from app.telemetry.metrics import DELIVERY_SECONDS
+from app.telemetry.metrics import DELIVERY_SECONDS, FANOUT_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Group:
                         errors = [dict(error.formatted) for error in result.errors or []]
                         return
                     first = False
-                    self._broadcast(result)
+                    await self._broadcast(result)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -260,22 +260,41 @@ class Group:
             for member in list(self.members):
                 member.finish(errors)
 
-    def _broadcast(self, result: ExecutionResult) -> None:
+    async def _broadcast(self, result: ExecutionResult) -> None:
         event_id = self._event_ids.popleft() if self._event_ids else None
         if result.data is not None:
             self._latest = result.data
         payload = _payload(result)
         fell_behind = False
+        ready: list[Member] = []
+        queued = sent = 0
         with collector.paused():
             for member in tuple(self.members):
+                if member.live and member.outbox.ready():
+                    ready.append(member)
+                    continue
                 member.deliver(payload, event_id)
                 fell_behind = fell_behind or member.behind
+                queued += 1
+        # Each of these sends completes without waiting (its socket takes writes), one after
+        # the other: no task per socket. One that stopped taking writes meanwhile (a socket
+        # with several subscriptions here, filled by the ones before) is queued instead.
+        for member in ready:
+            if member.outbox.ready():
+                await member.outbox.send_now(member.head + payload + "}")
+                sent += 1
+            else:
+                member.deliver(payload, event_id)
+                fell_behind = fell_behind or member.behind
+                queued += 1
+        FANOUT_MESSAGES.labels("direct").inc(sent)
+        FANOUT_MESSAGES.labels("queued").inc(queued)
         if fell_behind and self._resyncs is None:
             self._resyncs = asyncio.create_task(self._resync_when_drained())
         published = parse_event_id(event_id or "")
         if published is not None:
-            # Once per broadcast, not per member: the time until the last socket's message
-            # is queued (the sends themselves follow as the loop runs their tasks).
+            # Once per broadcast, not per member: the time until the last direct send (the
+            # queued ones follow as their sockets take them).
             DELIVERY_SECONDS.observe(max(0.0, time.time() - published[0] / 1000))
 
     async def _resync_when_drained(self) -> None:

@@ -1,11 +1,15 @@
 """What one WebSocket is yet to be sent by the fan-out and the heartbeat, in order.
 
-A broadcast to thousands of sockets must not wait for any one of them: each message is queued
-here and sent through Starlette's ``WebSocket.send_text`` (the ASGI send) by a task that runs
-while anything is queued, one task per socket, never one per message. The ASGI server's send
-waits while the socket's transport is full, so a slow reader's messages pile up here: past
-``limit`` characters the socket is *behind*, and the caller stops queueing for it until it
-drains (then sends it the latest state once).
+Everything goes through Starlette's ``WebSocket.send_text`` (the ASGI send). uvicorn's send
+waits only while the connection's transport has paused writing (asyncio's flow control: the
+peer is not reading). The API's own protocol in front of uvicorn's sees those pauses and hands
+them to the application as the ``polly.write_flow`` extension of the WebSocket's scope
+(app/api/connections.py): while a socket is not paused and nothing is queued for it, a
+broadcast sends to it at once (``ready``, ``send_now``), no task needed. Otherwise the message
+is queued here and sent by a task that runs while anything is queued, one task per socket,
+never one per message, so a broadcast never waits for a socket. A slow reader's messages pile
+up here: past ``limit`` characters the socket is *behind*, and the caller stops queueing for it
+until it drains (then sends it the latest state once).
 """
 
 from __future__ import annotations
@@ -20,11 +24,21 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 log = logging.getLogger(__name__)
 
 LIMIT = 256 * 1024  # default: characters queued past which the reader is too slow
+WRITE_FLOW = "polly.write_flow"  # the scope extension holding a connection's WriteFlow
+
+
+class WriteFlow:
+    """Whether a connection's transport has paused writing: set by the protocol in front of it."""
+
+    __slots__ = ("paused",)
+
+    def __init__(self) -> None:
+        self.paused = False
 
 
 class Outbox:
     # Thousands of these live at once, one per socket.
-    __slots__ = ("closed", "limit", "messages", "queued", "sender", "websocket")
+    __slots__ = ("closed", "flow", "limit", "messages", "queued", "sender", "websocket")
 
     def __init__(self, websocket: WebSocket, *, limit: int = LIMIT) -> None:
         self.websocket = websocket
@@ -33,6 +47,24 @@ class Outbox:
         self.queued = 0  # characters in ``messages``
         self.sender: asyncio.Task[None] | None = None
         self.closed = False
+        extensions = websocket.scope.get("extensions") or {}
+        flow = extensions.get(WRITE_FLOW)
+        # Under another server (or without the API's protocol in front): always queued.
+        self.flow: WriteFlow | None = flow if isinstance(flow, WriteFlow) else None
+
+    def ready(self) -> bool:
+        """Whether a message sent now goes out at once, without waiting: nothing is queued
+        before it and the transport takes writes."""
+        flow = self.flow
+        return flow is not None and not flow.paused and self.sender is None and not self.closed
+
+    async def send_now(self, message: str) -> None:
+        """Send ``message`` at once; only when ``ready``."""
+        try:
+            await self.websocket.send_text(message)
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            log.debug("A subscriber's socket went away: %r", error)
+            self.closed = True
 
     def write(self, message: str) -> bool:
         """Queue ``message`` (a JSON text message); False when the socket is behind and it was

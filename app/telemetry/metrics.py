@@ -88,6 +88,12 @@ SUBSCRIPTIONS = Gauge(
     ["transport"],
     multiprocess_mode="livesum",
 )
+FANOUT_MESSAGES = Counter(
+    "polly_fanout_messages",
+    "Shared subscription messages by how they left: direct (sent during the broadcast, the socket"
+    " taking writes) or queued (the socket busy or paused: sent by its outbox).",
+    ["path"],
+)
 DELIVERY_SECONDS = Histogram(
     "polly_delivery_seconds",
     "From a change's publication in Redis to its message being written to a subscriber's socket.",

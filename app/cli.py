@@ -235,8 +235,10 @@ def run_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_keys(args: argparse.Namespace, settings: Settings) -> int:
+    # Only what the command needs: `polly keys` is started by hand and by scripts, and the
+    # live parts (the access watch, principals, discord.py) would double its start-up time.
+    from app.cache.access_cache import access_change
     from app.cache.keys import CacheKeys
-    from app.live.access_watch import Caller
     from app.settings import database_url
     from app.storage.keys_command import KeysTarget, run_keys_command
 
@@ -246,7 +248,7 @@ def run_keys(args: argparse.Namespace, settings: Settings) -> int:
         redis_url=str(settings.redis_url),
         cache_key=keys.api_key,
         cache_ttl=settings.api_key_cache_ttl,
-        revoked=lambda key_id: (keys.access_changes(), Caller("API_KEY", key_id).encode()),
+        revoked=lambda key_id: (keys.access_changes(), access_change("API_KEY", key_id)),
     )
     return run_keys_command(args, target)
 

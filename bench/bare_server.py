@@ -33,9 +33,10 @@ def main() -> None:
         ListeningServer(config, announce=lambda url: print(f"listening on {url}", flush=True)).run()
         return
     sock = config.bind_socket()
+    sock.listen(config.backlog)  # connections wait in the backlog until a worker takes them
     host, port = sock.getsockname()[:2]
     print(f"listening on http://{host}:{port}", flush=True)
-    Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    Multiprocess(config, sockets=[sock]).run()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The door every request passes: the caller's token bucket and the cached answer, if any, in
 one round trip to Redis (one script: the bucket, the caller's cached key record and the answer
-share the caller's hash tag), then a second to check that the answer's guilds have not changed
-since (response_cache.fresh).
+share the caller's hash tag). The same script checks that the answer's guilds have not changed
+since; on a Redis Cluster, where their versions live on other nodes, a second round trip does
+(response_cache.fresh).
 
 When Redis is down, requests pass unlimited: the service is degraded, not closed, and each
 process still bounds its own work (fills, guilds per request, subscriptions per socket).
@@ -56,6 +57,10 @@ class RequestGate:
         self._take = cache.redis.register_script(scripts.TAKE_TOKEN)
         self._admit_key = cache.redis.register_script(scripts.ADMIT_KEY)
         self._charge = cache.redis.register_script(scripts.CHARGE)
+        # Where the scripts find a guild's version, to check a cached answer in the same round
+        # trip; on a cluster they cannot (other nodes hold them): the answer is checked after.
+        self._checked = not cache.sharded
+        self._versions = cache.keys.guild_version_parts() if self._checked else ("", "")
 
     async def admit(self, bucket: str, response_name: str | None = None) -> Admission:
         """Take a token from ``bucket``; with a name (``keys.response_name`` of the same
@@ -65,7 +70,7 @@ class RequestGate:
             keys.append(self._cache.keys.response(response_name))
 
         async def run() -> list[Any]:
-            return list(await self._take(keys=keys, args=[self.rate, self.burst, 1]))
+            return list(await self._take(keys=keys, args=[self.rate, self.burst, 1, *self._versions]))
 
         try:
             results: list[Any] | None = await self._cache.breaker.call(run)
@@ -78,7 +83,8 @@ class RequestGate:
         if not allowed:
             return Admission(False, retry_after=int(retry_ms) / 1000)
         # Lua's false comes back as None.
-        answer = await fresh(self._cache, cached if isinstance(cached, bytes) else None)
+        entry = cached if isinstance(cached, bytes) else None
+        answer = await fresh(self._cache, entry, checked=self._checked)
         _stop_if_cancelled()
         return Admission(True, cached=answer)
 
@@ -104,7 +110,8 @@ class RequestGate:
             keys.append(self._cache.keys.response(response_name))
 
         async def run() -> list[Any]:
-            return list(await self._admit_key(keys=keys, args=[secret_hash, self.rate, self.burst, 1]))
+            arguments: list[str | float] = [secret_hash, self.rate, self.burst, 1, *self._versions]
+            return list(await self._admit_key(keys=keys, args=arguments))
 
         try:
             results = await self._cache.breaker.call(run)
@@ -114,7 +121,7 @@ class RequestGate:
         if verdict is KeyVerdict.LIMITED:
             return KeyAdmission(verdict, retry_after=int(results[1]) / 1000)
         if verdict is KeyVerdict.OK:
-            answer = await fresh(self._cache, results[2] or None)
+            answer = await fresh(self._cache, results[2] or None, checked=self._checked)
             _stop_if_cancelled()
             return KeyAdmission(verdict, record=results[1] or None, cached=answer)
         return KeyAdmission(verdict, record=results[1] if len(results) > 1 else None)

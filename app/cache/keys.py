@@ -49,6 +49,11 @@ class CacheKeys:
         """The set of keys computed from a guild's data (its role validations), dropped with it."""
         return f"{self.prefix}guild_dependents:{{{guild_id}}}"
 
+    def guild_version_parts(self) -> tuple[str, str]:
+        """``guild_version`` around the guild id, for a script that learns the ids as it runs."""
+        before, after = self.guild_version(0).rsplit("0", 1)
+        return before, after
+
     def fill_lock(self, guild_id: int) -> str:
         """Held by the one process fetching a guild from Discord."""
         return f"{self.prefix}fill_lock:{{{guild_id}}}"

@@ -1,11 +1,12 @@
 """Serialized GraphQL responses, served only while every guild they were computed from is still
 at the version it was read at.
 
-An entry carries those versions before its body, and a hit checks them (one MGET of the guilds'
-version counters) before serving it. The check, not a deletion, is what retires an entry when a
-guild changes: a response is kept under the caller's hash tag (see keys.py) and its guilds
-under theirs, so no single script could write or drop it together with a guild on a Redis
-Cluster. Entries of changed guilds just expire.
+An entry carries those versions before its body, and a hit checks them before serving it: on
+one Redis server inside the script that fetches the entry (scripts._FRESH), on a Redis Cluster
+with one more round trip (the guilds' version counters live on other nodes). The check, not a
+deletion, is what retires an entry when a guild changes: a response is kept under the caller's
+hash tag (see keys.py) and its guilds under theirs, so no single script could write or drop it
+together with a guild on a Redis Cluster. Entries of changed guilds just expire.
 """
 
 from __future__ import annotations
@@ -44,16 +45,17 @@ async def _current(roles: RoleCache, guilds: list[int]) -> list[int]:
     return [int(value or 0) for value in values]
 
 
-async def fresh(roles: RoleCache, entry: bytes | None) -> bytes | None:
+async def fresh(roles: RoleCache, entry: bytes | None, *, checked: bool = False) -> bytes | None:
     """The answer an entry holds if none of its guilds changed since it was computed; None
-    otherwise, or when Redis cannot tell now (the caller computes the answer afresh)."""
+    otherwise, or when Redis cannot tell now (the caller computes the answer afresh).
+    ``checked``: the script that fetched it compared the versions already (one Redis server)."""
     if entry is None:
         return None
     decoded = decode(entry)
     if decoded is None:
         return None
     versions, body = decoded
-    if not versions:
+    if not versions or checked:
         return body
     guilds = list(versions)
     try:

@@ -185,12 +185,33 @@ end
 
 # KEYS[1]: the bucket; KEYS[2], if given: a cached response, returned when the request is
 # allowed. ARGV: rate, burst, cost. Returns {allowed, retry after in ms, response or false}.
+# A cached answer (see response_cache.py: "guild=version,...\n" then the body), if every guild
+# it was computed from is still at that version: the entry, or false. On one Redis server the
+# versions are read here, from the keys ``before .. guild .. after`` name (the entry says which
+# guilds: they cannot be declared in KEYS beforehand, which only a Redis Cluster requires);
+# with no ``before`` (a cluster, where they live on other nodes) the entry comes back
+# unchecked, for the caller to check (response_cache.fresh).
+_FRESH = """
+local function fresh(entry, before, after)
+  if not entry or before == '' then return entry end
+  local newline = string.find(entry, '\\n', 1, true)
+  if not newline then return false end
+  for guild, version in string.gmatch(string.sub(entry, 1, newline - 1), '(%d+)=(%d+)') do
+    if (redis.call('GET', before .. guild .. after) or '0') ~= version then return false end
+  end
+  return entry
+end
+"""
+
+# KEYS: the bucket, [the response]. ARGV: rate, burst, cost, and the version keys' two parts
+# (see _FRESH). Returns {allowed, retry ms, the fresh response or false}.
 TAKE_TOKEN = (
     _TOKEN_BUCKET
+    + _FRESH
     + """
 local allowed, retry = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 local cached = false
-if allowed == 1 and KEYS[2] then cached = redis.call('GET', KEYS[2]) end
+if allowed == 1 and KEYS[2] then cached = fresh(redis.call('GET', KEYS[2]), ARGV[4], ARGV[5]) end
 return {allowed, retry, cached}
 """
 )
@@ -211,11 +232,13 @@ return tostring(tokens)
 # An API key's request in one round trip: its cached record (a hash: record, secret_hash,
 # revoked), its bucket, and the cached response. The bucket is only charged once the secret
 # matches, so nobody can spend a key's requests by knowing its (public) id.
-# KEYS: record, bucket, [response]. ARGV: sha256 of the secret, rate, burst, cost.
+# KEYS: record, bucket, [response]. ARGV: sha256 of the secret, rate, burst, cost, and the
+# version keys' two parts (see _FRESH).
 # Returns {'miss'} | {'refused', record} | {'limited', retry ms} | {'ok', record, response or false}
 # (the record with the response too: a response found stale is not the answer after all).
 ADMIT_KEY = (
     _TOKEN_BUCKET
+    + _FRESH
     + """
 local found = redis.call('HMGET', KEYS[1], 'record', 'secret_hash', 'revoked')
 if not found[1] then return {'miss'} end
@@ -223,7 +246,7 @@ if found[2] ~= ARGV[1] or found[3] ~= '0' then return {'refused', found[1]} end
 local allowed, retry = take(KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 if allowed == 0 then return {'limited', retry} end
 local cached = false
-if KEYS[3] then cached = redis.call('GET', KEYS[3]) end
+if KEYS[3] then cached = fresh(redis.call('GET', KEYS[3]), ARGV[5], ARGV[6]) end
 return {'ok', found[1], cached}
 """
 )

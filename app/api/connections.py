@@ -220,7 +220,7 @@ class ConnectionGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             connection = self.by_peer.get((scope.get("server"), scope.get("client")))
-            if scope["type"] == "websocket" and connection is not None:
+            if scope["type"] == "websocket" and connection is not None and connection.flow is not None:
                 extensions = {**(scope.get("extensions") or {}), WRITE_FLOW: connection.flow}
                 scope = {**scope, "extensions": extensions}
             await self.app(scope, receive, send)
@@ -358,12 +358,13 @@ class GuardedConnection(asyncio.Protocol):
         self.requests_started = 0
         self.requests_finished = 0
         self.open_gauge: Gauge | None = None  # this connection, while counted as open
-        self.flow = WriteFlow()  # whether the transport has paused writing
+        self.flow: WriteFlow | None = None  # whether the transport takes writes (once there is one)
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.flow = WriteFlow(transport)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):
@@ -425,12 +426,14 @@ class GuardedConnection(asyncio.Protocol):
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.flow.paused = True
+        if self.flow is not None:
+            self.flow.paused = True
         if self.inner is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.flow.paused = False
+        if self.flow is not None:
+            self.flow.paused = False
         if self.inner is not None:
             self.inner.resume_writing()
 

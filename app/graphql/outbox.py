@@ -28,12 +28,18 @@ WRITE_FLOW = "polly.write_flow"  # the scope extension holding a connection's Wr
 
 
 class WriteFlow:
-    """Whether a connection's transport has paused writing: set by the protocol in front of it."""
+    """Whether a connection's transport takes writes now: not paused (set by the protocol in
+    front of it) and not closing (a peer that reset the connection: asyncio counts, and past a
+    few logs, every write to it afterwards)."""
 
-    __slots__ = ("paused",)
+    __slots__ = ("paused", "transport")
 
-    def __init__(self) -> None:
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
         self.paused = False
+
+    def takes_writes(self) -> bool:
+        return not self.paused and not self.transport.is_closing()
 
 
 class Outbox:
@@ -56,7 +62,7 @@ class Outbox:
         """Whether a message sent now goes out at once, without waiting: nothing is queued
         before it and the transport takes writes."""
         flow = self.flow
-        return flow is not None and not flow.paused and self.sender is None and not self.closed
+        return flow is not None and self.sender is None and not self.closed and flow.takes_writes()
 
     async def send_now(self, message: str) -> None:
         """Send ``message`` at once; only when ``ready``."""
@@ -69,6 +75,8 @@ class Outbox:
     def write(self, message: str) -> bool:
         """Queue ``message`` (a JSON text message); False when the socket is behind and it was
         dropped. A socket that is gone takes everything: there is nobody left to resync."""
+        if not self.closed and self.flow is not None and self.flow.transport.is_closing():
+            self.closed = True  # the peer is gone: nothing more is written to it
         if self.closed:
             return True
         if self.queued > self.limit:

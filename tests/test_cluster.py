@@ -25,7 +25,8 @@ from tests.test_socket_promises import Socket, open_socket  # noqa: F401 (a fixt
 from tests.test_subscriptions import Subscriber, subscribers  # noqa: F401 (a fixture)
 from tests.test_votes import VOTE, Person, people  # noqa: F401 (a fixture)
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+# One cluster for the module, formed in one test process.
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90), pytest.mark.xdist_group("cluster")]
 
 PINGABLE = "query($g: ID!) { pingableRoles(guildId: $g) { name } }"
 

@@ -73,7 +73,12 @@ from tests.conftest import (
 from tests.test_access_matrix import Answer, Caller, browser, key_caller, key_id, log_in
 
 # The module's world (some 170 polls, posted and voted in) takes a while on a loaded machine.
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+# One module-wide world (its setup takes most of this module's time): one test process holds it.
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(300),
+    pytest.mark.xdist_group("poll_access"),
+]
 
 TARGET = "Polly Playground"
 OTHER = "Quiet Corner"

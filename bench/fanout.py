@@ -1,6 +1,8 @@
 """Delivery latency of one role change to 5,000 and then 10,000 subscribers of ``polly api``
 with one and with two worker processes, and each process's memory, next to a bare Starlette
-WebSocket broadcast loop (one process) under the same clients, in the same run.
+WebSocket broadcast loop under the same clients, in the same run: one process, and as many
+processes as the most API workers measured (each on its own SO_REUSEPORT socket of one port, as
+``polly api --workers`` runs them, relaying the broadcast through Redis pub/sub).
 
 Latency is end to end: from the role change in the sandbox (through the gateway bot, Redis
 pub/sub and the API's fan-out) to the bytes arriving at each subscriber. The baseline's is
@@ -118,19 +120,19 @@ def measure(
     stack: Stack, args: argparse.Namespace, count: int, context: dict[str, Any], target: str
 ) -> dict[str, Any]:
     """One warm-up and ``args.rounds`` broadcasts to ``count`` subscribers of ``target``: "api"
-    (a role change in the sandbox) or "bare" (a POST that makes the baseline broadcast)."""
-    ws, pid = (context[f"{target}_ws"], context[f"{target}_pid"])
+    (a role change in the sandbox) or "bare..." (a POST that makes the baseline broadcast)."""
+    ws, pids = (context[f"{target}_ws"], context[f"{target}_pids"])
     clients = start_clients(stack, ws, count, args.rounds + 1, context["guild"], args.clients)
     time.sleep(2)  # the last subscriptions reach their group
     http: httpx.Client = context["http"]
     change = f"{context['sandbox']}/_sandbox/guilds/{context['guild']}/roles/{context['role']}"
 
     def broadcast(name: str) -> None:
-        if target != "bare":
+        if not target.startswith("bare"):
             http.patch(change, json={"name": name})
         else:
             # The broadcast runs inside the request; the clients time its arrival, not its answer.
-            http.post(context["bare_fire"], content=context["message"], timeout=60)
+            http.post(context[f"{target}_fire"], content=context["message"], timeout=60)
 
     broadcast("Warm-up")
     time.sleep(args.gap)
@@ -139,7 +141,7 @@ def measure(
         starts.append(time.time())
         broadcast(f"Voters {count}-{n}")
         time.sleep(args.gap)
-    memory = [rss_mib(serving) for serving in serving_pids(pid)]
+    memory = [rss_mib(serving) for pid in pids for serving in serving_pids(pid)]
     return {**figures(collect(clients), starts), "rss": memory}
 
 
@@ -172,10 +174,10 @@ def main() -> None:
         redis_url = stack.redis()
         sandbox = stack.sandbox(None)
         stack.bot(sandbox, redis_url)
-        apis: dict[str, tuple[str, int]] = {}
+        apis: dict[str, tuple[str, list[int]]] = {}
         for workers in worker_counts:
             url = stack.api(sandbox, redis_url, workers=workers)
-            apis[f"workers {workers}"] = (url, stack.last.pid)
+            apis[f"workers {workers}"] = (url, [stack.last.pid])
         api = next(iter(apis.values()))[0]
         http = stack.enter_context(httpx.Client(timeout=60, headers=stack.auth))
         fixture = httpx.get(f"{sandbox}/_sandbox/fixture").json()
@@ -190,40 +192,53 @@ def main() -> None:
         roles = http.post(
             f"{api}/graphql", json={"query": f'{{ pingableRoles(guildId: "{guild["id"]}") {{ id name }} }}'}
         ).json()["data"]["pingableRoles"]
-        bare = stack.spawn_listening([sys.executable, "-m", "bench.bare_server", "bench.bare_broadcast:app"])
-        bare_pid = stack.last.pid
+        serve = [sys.executable, "-m", "bench.bare_server", "bench.bare_broadcast:app"]
+        bares = {"bare": (stack.spawn_listening(serve), [stack.last.pid])}
+        processes = max(worker_counts)
+        if processes > 1:
+            # Each on its own socket of one port, relaying the broadcast through Redis.
+            relay = {"BARE_REDIS_URL": redis_url}
+            first = stack.spawn_listening([*serve, "--reuse-port"], relay)
+            pids = [stack.last.pid]
+            port = first.rsplit(":", 1)[1]
+            for _ in range(processes - 1):
+                stack.spawn_listening([*serve, "--reuse-port", "--port", port], relay)
+                pids.append(stack.last.pid)
+            bares[f"bare {processes}"] = (first, pids)
         payload = {"data": {"guildRolesChanged": {"kind": "ROLE_UPDATED", "roleId": role, "version": 1,
                                                   "eventId": "1-0", "pingableRoles": roles}}}  # fmt: skip
+        servers = {**apis, **bares}
         context = {
-            **{f"{name}_ws": url.replace("http", "ws", 1) + "/graphql" for name, (url, _) in apis.items()},
-            **{f"{name}_pid": pid for name, (_, pid) in apis.items()},
+            **{f"{name}_ws": url.replace("http", "ws", 1) + "/graphql" for name, (url, _) in servers.items()},
+            **{f"{name}_pids": pids for name, (_, pids) in servers.items()},
+            **{f"{name}_fire": f"{url}/fire" for name, (url, _) in bares.items()},
             "sandbox": sandbox,
             "guild": guild["id"],
             "role": role,
-            "bare_ws": bare.replace("http", "ws", 1) + "/graphql",
-            "bare_fire": f"{bare}/fire",
-            "bare_pid": bare_pid,
             "message": json.dumps({"id": "1", "type": "next", "payload": payload}),
             "http": http,
         }
         for count in counts:
-            results[count] = {
-                **{name: measure(stack, args, count, context, name) for name in apis},
-                "bare": measure(stack, args, count, context, "bare"),
-            }
+            results[count] = {name: measure(stack, args, count, context, name) for name in servers}
 
     print(f"One role change to N subscribers ({args.rounds} changes each; latency in ms, end to end)")
     for count, result in results.items():
-        bare = result["bare"]
         print(f"  {count:5d} subscribers")
         for name, measured in result.items():
-            label = f"polly api, {name}" if name != "bare" else "bare Starlette broadcast"
+            if name.startswith("bare"):
+                label = f"bare Starlette, {name[5:] or 1} process(es)"
+            else:
+                label = f"polly api, {name}"
             latency = f"p50 {measured['p50']:7.1f}  p99 {measured['p99']:7.1f}  max {measured['max']:7.1f}"
             rss = " + ".join(f"{value:.0f}" for value in measured["rss"])
             print(f"    {label:28} {latency}   RSS {rss} MiB   missing {measured['missing']}")
             print(f"    {'':28} p99 of each change: {', '.join(f'{v:.1f}' for v in measured['per_change'])}")
-            if name != "bare":
-                print(f"    {'':28} p99 ratio (api / bare): {measured['p99'] / bare['p99']:.2f}")
+            if name.startswith("workers"):
+                workers = int(name.split()[-1])
+                bare = result.get("bare" if workers == 1 else f"bare {workers}")
+                if bare is not None:
+                    ratio = measured["p99"] / bare["p99"]
+                    print(f"    {'':28} p99 ratio (api / bare, {workers} process(es)): {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,23 @@ TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
+def polly_environment(sandbox: Sandbox, redis_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """This process's environment with the POLLY_* variables a ``polly`` command started by a test
+    needs (the sandbox, the test's Redis, a data directory of its own), and ``settings`` on top,
+    as ``{"POLLY_NAME": value}``."""
+    return {
+        **os.environ,
+        "POLLY_DISCORD_API_URL": sandbox.api_url,
+        "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
+        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
+        "POLLY_REDIS_URL": redis_url,
+        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
+        "POLLY_DATA_DIR": str(data_dir),
+        "POLLY_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
 async def create_key(settings: Settings, guild_ids: list[int], scopes: list[str], name: str = "test") -> str:
     """An API key in the API's own database, as ``polly keys create`` makes one; its token."""
     database = Database(database_url(settings))
@@ -249,6 +266,18 @@ class RunningApi:
     def every_services(self) -> list[Services]:
         """Each worker's services."""
         return [app.state.services for app, _ in self.workers]
+
+    def worker_of(self, client: Any) -> int:
+        """The worker (an index into ``workers``) that serves the connection whose client end
+        is at ``client`` (host and port, as the client's socket names its own address): the
+        kernel picked it when the connection was made."""
+        address = (str(client[0]), int(client[1]))
+        for index, (_, server) in enumerate(self.workers):
+            # uvicorn's protocol of each connection (HTTP, or the WebSocket it was upgraded to)
+            # knows its peer.
+            if any(getattr(c, "client", None) == address for c in server.server_state.connections):
+                return index
+        raise AssertionError(f"no worker serves the connection from {address}")
 
     @property
     def subscribers(self) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,7 +25,7 @@ import pytest
 import websockets
 
 from app.sandbox.server import Sandbox
-from tests.conftest import TEST_SECRET_KEY, RunningApi, wait_until
+from tests.conftest import RunningApi, polly_environment, wait_until
 from tests.processes import announced
 
 pytestmark = pytest.mark.timeout(90)
@@ -227,19 +226,14 @@ async def test_forwarded_allow_ips_in_the_environment_does_not_turn_proxy_header
 ) -> None:
     """uvicorn reads FORWARDED_ALLOW_IPS itself; ``polly api`` must not let it decide whom to
     believe. (The real command, as a deployment starts it.)"""
-    env = {
-        **os.environ,
-        "FORWARDED_ALLOW_IPS": "*",
-        "POLLY_DISCORD_API_URL": sandbox.api_url,
-        "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
-        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
-        "POLLY_REDIS_URL": redis_url,
-        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
-        "POLLY_DATA_DIR": str(tmp_path),
-        "POLLY_LOG_LEVEL": "WARNING",
-        "POLLY_RATE_LIMIT_BURST": "5",
-        "POLLY_RATE_LIMIT_PER_SECOND": str(SLOW),
-    }
+    env = polly_environment(
+        sandbox,
+        redis_url,
+        tmp_path,
+        FORWARDED_ALLOW_IPS="*",
+        POLLY_RATE_LIMIT_BURST="5",
+        POLLY_RATE_LIMIT_PER_SECOND=str(SLOW),
+    )
     async with (
         announced(sys.executable, "-m", "app", "api", "--port", "0", env=env) as api,
         httpx.AsyncClient(base_url=api.url, timeout=WITHIN) as anonymous,

@@ -3,6 +3,7 @@ and caches), counted as one by ``/metrics``, kept running by their supervisor.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -15,7 +16,14 @@ import redis.asyncio as aioredis
 
 from app.sandbox.server import Sandbox
 from app.settings import Settings
-from tests.conftest import TEST_SECRET_KEY, RunningBot, SandboxHttp, create_key, guild_id, wait_until
+from tests.conftest import (
+    RunningBot,
+    SandboxHttp,
+    create_key,
+    guild_id,
+    polly_environment,
+    wait_until,
+)
 from tests.processes import Announced, announced
 from tests.test_subscriptions import Subscriber, subscribe
 
@@ -35,16 +43,7 @@ def alive(pid: int) -> bool:
 async def test_two_workers_share_the_port_the_events_and_the_metrics(
     gateway_bot: RunningBot, sandbox: Sandbox, http: SandboxHttp, redis_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        "POLLY_DISCORD_API_URL": sandbox.api_url,
-        "POLLY_DISCORD_GATEWAY_URL": sandbox.gateway_url,
-        "POLLY_DISCORD_TOKEN": sandbox.fixture.bot.token,
-        "POLLY_REDIS_URL": redis_url,
-        "POLLY_SECRET_KEY": TEST_SECRET_KEY,
-        "POLLY_DATA_DIR": str(tmp_path),
-        "POLLY_LOG_LEVEL": "WARNING",
-    }
+    env = polly_environment(sandbox, redis_url, tmp_path)
     playground = guild_id(sandbox.fixture, "Polly Playground")
     key = await create_key(Settings(data_dir=tmp_path), [playground], ["roles:read"])
     headers = {"Authorization": f"Bearer {key}"}
@@ -108,5 +107,52 @@ async def test_two_workers_share_the_port_the_events_and_the_metrics(
             await watcher.aclose()
         final = workers_of(api)
         api.process.send_signal(signal.SIGTERM)
-        assert await api.process.wait() == 0
+        code = await api.process.wait()
+        assert code == 0, (await api.stderr).decode()
         assert not any(alive(pid) for pid in final)
+
+
+def status_field(pid: int, name: str) -> str:
+    """A field of the kernel's status of process ``pid``, as /proc/PID/status gives it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"/proc/{pid}/status has no {name}")
+
+
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` waits, undelivered, for process ``pid`` (stopped, it cannot take it)."""
+    masks = (int(status_field(pid, field), 16) for field in ("SigPnd", "ShdPnd"))
+    return any(mask & (1 << (signum - 1)) for mask in masks)
+
+
+async def test_a_worker_that_fails_while_stopping_makes_the_stop_fail(
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> None:
+    env = polly_environment(sandbox, redis_url, tmp_path)
+    async with announced(
+        sys.executable, "-m", "app", "api", "--port", "0", "--workers", "2", env=env, line="2 workers"
+    ) as api:
+        frozen, other = sorted(workers_of(api))
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            # Stopped before the supervisor's SIGTERM is sent: a SIGTERM arriving first is taken.
+            async def is_frozen() -> bool:
+                return status_field(frozen, "State").startswith("T")
+
+            await wait_until(is_frozen, within=10, interval=0.01)
+            api.process.send_signal(signal.SIGTERM)
+
+            # The supervisor has asked it to stop (the signal waits while it is frozen): it dies
+            # instead, as a worker crashing while it stops would.
+            async def asked_to_stop() -> bool:
+                return signal_pending(frozen, signal.SIGTERM)
+
+            await wait_until(asked_to_stop, within=10, interval=0.01)
+        finally:
+            os.kill(frozen, signal.SIGKILL)
+        assert await asyncio.wait_for(api.process.wait(), timeout=30) == 1
+        stderr = (await asyncio.wait_for(api.stderr, timeout=10)).decode()
+        assert f"Worker (pid {frozen}) stopped with status -9." in stderr, stderr
+        assert f"Worker (pid {other})" not in stderr, stderr
+        assert not alive(frozen) and not alive(other)

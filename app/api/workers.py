@@ -28,6 +28,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0
+# How long a worker may take to stop (it closes its sockets, then its Redis and database
+# connections) before it is killed: a worker that hangs must not keep the supervisor alive.
+STOP_TIMEOUT = 30.0
+# A worker stopped as asked: by the supervisor's SIGTERM, or by Ctrl+C reaching the whole group
+# (the signal's own status when it came before the worker's handlers were in place).
+_STOPPED = frozenset({0, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT})
 LISTENING = "Polly API listening on "
 
 
@@ -43,7 +49,9 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
             " per port behind a proxy instead of --workers."
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP said, not left 0: asyncio turns TCP_NODELAY on for the connections it accepts
+    # only when the listening socket says so, and without it small frames wait on Nagle.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
@@ -129,7 +137,7 @@ class Supervisor:
             print(f"{LISTENING}{url} ({self.workers} workers)", flush=True)
             keepers = [asyncio.create_task(self._keep(number, port)) for number in range(self.workers)]
             await self.stopping.wait()
-            await self._stop_all()
+            stopped_cleanly = await self._stop_all()
             for keeper in keepers:
                 keeper.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
@@ -137,6 +145,8 @@ class Supervisor:
             reserved.close()
             if self._remove_metrics_dir:
                 shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        if not stopped_cleanly:
+            return 1  # the workers' own lines above say which failed and how
         return 0 if self.stopped_by == signal.SIGTERM else 128 + self.stopped_by
 
     def _stop(self, signum: int) -> None:
@@ -156,6 +166,8 @@ class Supervisor:
                 # The rest of its stdout is not read: nothing else is printed there.
                 return True
         await process.wait()
+        if self.stopping.is_set():
+            return False  # stopped while starting, as asked
         log.error(
             "Worker %d (pid %d) exited with %s before listening.", number, process.pid, process.returncode
         )
@@ -182,14 +194,27 @@ class Supervisor:
 
         multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
-    async def _stop_all(self) -> None:
+    async def _stop_all(self) -> bool:
+        """Stop every running worker; whether each stopped as asked within STOP_TIMEOUT (one
+        that did not is killed)."""
         running = [p for p in self.processes.values() if p.returncode is None]
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(process.wait() for process in running))
+        if running:
+            await asyncio.wait([asyncio.create_task(p.wait()) for p in running], timeout=STOP_TIMEOUT)
+        clean = True
         for process in running:
+            if process.returncode is None:
+                log.error("Worker (pid %d) did not stop within %g s; killing it.", process.pid, STOP_TIMEOUT)
+                process.kill()
+                await process.wait()
+                clean = False
+            elif process.returncode not in _STOPPED:
+                log.error("Worker (pid %d) stopped with status %s.", process.pid, process.returncode)
+                clean = False
             self._forget(process.pid)
+        return clean
 
 
 async def supervise(workers: int, host: str, port: int, metrics_dir: Path | None) -> int:

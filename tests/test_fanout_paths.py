@@ -6,11 +6,13 @@ is tests/test_subscriptions.py's slow subscriber.)"""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import REGISTRY
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
-from app.graphql.outbox import Outbox
+from app.graphql.outbox import WRITE_FLOW, Outbox, WriteFlow
 from app.sandbox.fixture import Fixture
 from tests.conftest import RunningApi, RunningBot, SandboxHttp, guild_id, role_id
 from tests.test_subscriptions import Subscriber, held, subscribe
@@ -56,3 +58,44 @@ def test_a_socket_under_another_server_is_always_queued_for() -> None:
 
     websocket = WebSocket({"type": "websocket", "path": "/graphql", "headers": []}, receive, send)
     assert not Outbox(websocket).ready()
+
+
+class Transport(asyncio.Transport):
+    """A transport that the peer resets after ``lasts`` writes."""
+
+    def __init__(self, lasts: int) -> None:
+        super().__init__()
+        self.lasts = lasts
+
+    def is_closing(self) -> bool:
+        return self.lasts <= 0
+
+
+async def test_a_queue_stops_at_once_when_its_peer_is_gone() -> None:
+    # Messages queued for a socket whose peer resets it midway: what is left is dropped, not
+    # written to a dead transport one by one (asyncio logs a warning for each past the fifth).
+    transport = Transport(lasts=2)
+    written: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: object) -> None:
+        written.append(message)
+        transport.lasts -= 1
+
+    scope = {
+        "type": "websocket",
+        "path": "/graphql",
+        "headers": [],
+        "extensions": {WRITE_FLOW: WriteFlow(transport)},
+    }
+    websocket = WebSocket(scope, receive, send)
+    websocket.application_state = WebSocketState.CONNECTED  # accepted
+    outbox = Outbox(websocket)
+    for number in range(10):
+        assert outbox.write(f'{{"n": {number}}}')
+    assert outbox.sender is not None
+    await asyncio.wait_for(outbox.sender, timeout=5)
+    assert len(written) == 2
+    assert outbox.closed and not outbox.messages and outbox.queued == 0

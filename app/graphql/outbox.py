@@ -94,6 +94,12 @@ class Outbox:
     async def send_queued(self) -> None:
         try:
             while self.messages:
+                if self.flow is not None and self.flow.transport.is_closing():
+                    # The peer is gone: asyncio would only count each write (and log past a few).
+                    self.closed = True
+                    self.messages.clear()
+                    self.queued = 0
+                    return
                 message = self.messages[0]
                 await self.websocket.send_text(message)
                 self.messages.popleft()

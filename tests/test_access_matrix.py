@@ -4,6 +4,9 @@ HTTP, WebSockets and SSE, with people logged in through the real Discord (sandbo
 The target guild is Polly Playground: alice owns it (and is an administrator there), carol is a
 plain member, erin is not a member. Each refused answer must leak nothing of the guild and must
 read exactly like the answer for a guild that does not exist.
+
+Each test runs against one API worker and against two sharing the port: every WebSocket, and
+each caller's HTTP connection, goes to the worker the kernel picks.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tests.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.workers_1_and_2]
 
 TARGET = "Polly Playground"
 OTHER = "Quiet Corner"

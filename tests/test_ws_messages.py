@@ -10,7 +10,9 @@ fuzzed with generated ones (hypothesis), with the server's log captured througho
 Everything runs against the real parts: the API on a loopback socket, ``websockets`` clients
 (the asyncio one, and the synchronous one in a worker thread for the fuzz, since hypothesis runs
 synchronously while uvicorn serves from the test's event loop), and, for the broadcasts, the
-sandbox with the gateway bot writing through the test's own redis-server.
+sandbox with the gateway bot writing through the test's own redis-server. Each test runs
+against one API worker and against two sharing the port (each connection on the worker the
+kernel picks), with both workers' logs captured.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tests.conftest import RunningApi, RunningBot, SandboxHttp, guild_id, role_i
 from tests.test_fuzz import SLOW_IS_FINE, json_values
 from tests.test_subscriptions import held
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.workers_1_and_2]
 
 TRANSPORT = "graphql-transport-ws"
 LEGACY = "graphql-ws"
@@ -91,11 +93,11 @@ def faults(log: pytest.LogCaptureFixture, level: int = logging.ERROR) -> list[st
 
 
 async def server_idle(api: RunningApi) -> None:
-    """Wait until the server has finished with every connection (its ASGI tasks all ended), so
-    that everything those connections could log has been logged."""
+    """Wait until every worker's server has finished with every connection (its ASGI tasks all
+    ended), so that everything those connections could log has been logged."""
 
     async def idle() -> bool:
-        return not api.server.server_state.tasks
+        return not any(server.server_state.tasks for _, server in api.workers)
 
     await wait_until(idle, within=WITHIN)
 
@@ -431,9 +433,9 @@ async def test_sockets_closing_during_broadcasts_leave_nothing_in_the_log(
     guild), drop their connections while changes are broadcast to them; frequent keep-alives
     go to them meanwhile.
 
-    One socket watches: as soon as a change reaches it, the broadcast of that change is under
-    way (the group writes to all at once; the others' own subscriptions read the guild, then
-    send), and a third of the other sockets go, without a word."""
+    One socket on each worker watches: as soon as a change reaches it, its worker's broadcast of
+    that change is under way (the group writes to all at once; the others' own subscriptions
+    read the guild, then send), and a third of the worker's other sockets go, without a word."""
     # Redis may answer late on a loaded machine (the suite runs beside other work): a real
     # event, with its warning, not the closed-peer noise this test looks for.
     api = await api_factory(keep_alive_interval=0.02, redis_timeout=10)
@@ -450,14 +452,27 @@ async def test_sockets_closing_during_broadcasts_leave_nothing_in_the_log(
         # All running: each one's first message (its resync) came.
         assert {(await receive(ws, protocol))["id"] for _ in OPERATIONS} == set(OPERATIONS)
         sockets.append(ws)
-    assert [len(group.members) for group in api.services.streaming.fanout.groups.values()] == [SOCKETS]
+    by_worker: dict[int, list[ClientConnection]] = {}
+    for ws in sockets:
+        by_worker.setdefault(api.worker_of(ws.local_address), []).append(ws)
+    assert sorted(by_worker) == list(range(len(api.workers)))  # 300 sockets: each worker got some
+    for worker, served in by_worker.items():
+        # One group on each worker, every socket the worker serves in it.
+        groups = api.every_services[worker].streaming.fanout.groups.values()
+        assert [len(group.members) for group in groups] == [len(served)], worker
     await held(api, quiet)
 
-    watcher, others = sockets[1], sockets[:1] + sockets[2:]  # the watcher speaks graphql-transport-ws
-    batches = [others[start::3] for start in range(3)]
-    for number, batch in enumerate(batches):
-        name = f"Dropped {number}"
-        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": name})
+    # A watcher on each worker, speaking graphql-transport-ws; the worker's other sockets in
+    # three batches, one to go at each change.
+    plans: list[tuple[ClientConnection, list[list[ClientConnection]]]] = []
+    for served in by_worker.values():
+        watcher = next(ws for ws in served if ws.subprotocol == TRANSPORT)
+        others = [ws for ws in served if ws is not watcher]
+        plans.append((watcher, [others[start::3] for start in range(3)]))
+
+    async def drop_when_seen(watcher: ClientConnection, batch: list[ClientConnection], name: str) -> None:
+        """Drop ``batch`` as soon as the change that names ``name`` reaches ``watcher``: its
+        worker's broadcast of it is under way."""
         seen: set[str] = set()
         while seen != set(OPERATIONS):
             message = await receive(watcher, TRANSPORT)
@@ -473,9 +488,15 @@ async def test_sockets_closing_during_broadcasts_leave_nothing_in_the_log(
                         else:
                             ws.transport.close()
                 seen.add(message["id"])
-    await watcher.close()
+
+    for number in range(3):
+        name = f"Dropped {number}"
+        await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{helpers}", {"name": name})
+        await asyncio.gather(*(drop_when_seen(watcher, batches[number], name) for watcher, batches in plans))
+    for watcher, _ in plans:
+        await watcher.close()
     await server_idle(api)
-    assert api.services.streaming.fanout.groups == {}
+    assert [services.streaming.fanout.groups for services in api.every_services] == [{}] * len(api.workers)
     assert faults(server_log, logging.WARNING) == []
 
     # And the API serves on.

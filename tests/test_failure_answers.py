@@ -45,6 +45,8 @@ from tests.test_access_matrix import (
     user_caller,
 )
 
+# The tests that open subscriptions (WebSockets, SSE) run against one API worker and against two
+# sharing the port (marked workers_1_and_2); the rest open none.
 pytestmark = pytest.mark.timeout(120)
 
 PLAYGROUND = "Polly Playground"
@@ -119,20 +121,26 @@ async def test_an_unexpected_failure_is_an_internal_error_with_the_id_of_its_hea
     assert ids[0] != ids[1], "each request has its own id"
 
 
+@pytest.mark.workers_1_and_2
 async def test_every_answer_of_graphql_carries_a_request_id(api: RunningApi, fixture: Fixture) -> None:
     """Normal answers, answers from the response cache (GraphQL never runs) and each kind of
     refusal: a caller can always quote an id."""
     playground = str(guild_id(fixture, PLAYGROUND))
     pingable = {"query": PINGABLE, "variables": {"g": playground}}
-    counters = api.services.role_cache.counters
+
+    def looked_up() -> int:
+        """Guild reads of every worker (whichever served the request)."""
+        every = [services.role_cache.counters for services in api.every_services]
+        return sum(counters.hits + counters.misses for counters in every)
+
     answers: dict[str, httpx.Response] = {
         "apiVersion": await api.client.post("/graphql", json={"query": "{ apiVersion }"}),
         "pingableRoles (computed)": await api.client.post("/graphql", json=pingable),
     }
-    looked_up = counters.hits + counters.misses
+    before = looked_up()
     answers["pingableRoles (from the response cache)"] = await api.client.post("/graphql", json=pingable)
     # GraphQL did not run (its loader would have read the guild): the answer came whole from Redis.
-    assert counters.hits + counters.misses == looked_up
+    assert looked_up() == before
     answers["GET query"] = await api.client.get("/graphql", params={"query": "{ apiVersion }"})
     for name, response in answers.items():
         assert response.status_code == 200 and "errors" not in response.json(), (name, response.text)
@@ -228,28 +236,51 @@ async def test_a_channel_the_bot_sees_but_cannot_write_in_pings_nothing(
 # -- 3. connections that could not be identified --------------------------------------------------
 
 
+# Sockets opened before every worker served one: the kernel picks each socket's worker, and the
+# chance that this many all go to one of two is 2**-39.
+MOST_TRIES = 40
+
+
 async def websocket_answers(api: RunningApi, caller: Caller, variables: dict[str, Any]) -> list[Answer]:
-    """The answers to three graphql-transport-ws operations: one on a socket of its own, then
-    two on one socket (each operation of a socket is answered for itself)."""
+    """The answers to graphql-transport-ws operations: one on a socket of its own, then two on
+    one socket (each operation of a socket is answered for itself), and two more on another
+    such socket until every worker of the API has served one (once, with one worker)."""
     answers = [await over_websocket(api, caller, variables)]
-    async with websockets.connect(
-        api.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")], additional_headers=caller.ws_headers
-    ) as ws:
-        init: dict[str, Any] = {"type": "connection_init"}
-        if caller.init_payload is not None:
-            init["payload"] = caller.init_payload
-        await ws.send(json.dumps(init))
-        assert json.loads(await ws.recv())["type"] == "connection_ack"
-        for operation in ("1", "2"):
-            subscribe = {"query": SUBSCRIPTION, "variables": variables}
-            await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": subscribe}))
-            while (message := json.loads(await ws.recv()))["type"] == "ping":
-                pass
-            assert message["id"] == operation, message
-            payload = message["payload"]
-            body = payload if message["type"] == "next" else {"data": None, "errors": payload}
-            answers.append(Answer(200, body, json.dumps(message)))
+    serving: set[int] = set()
+    while len(serving) < len(api.workers):
+        assert len(answers) < 1 + 2 * MOST_TRIES, f"{len(answers)} answers, all from workers {serving}"
+        async with websockets.connect(
+            api.ws_url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            additional_headers=caller.ws_headers,
+        ) as ws:
+            serving.add(api.worker_of(ws.local_address))
+            init: dict[str, Any] = {"type": "connection_init"}
+            if caller.init_payload is not None:
+                init["payload"] = caller.init_payload
+            await ws.send(json.dumps(init))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            for operation in ("1", "2"):
+                subscribe = {"query": SUBSCRIPTION, "variables": variables}
+                await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": subscribe}))
+                while (message := json.loads(await ws.recv()))["type"] == "ping":
+                    pass
+                assert message["id"] == operation, message
+                payload = message["payload"]
+                body = payload if message["type"] == "next" else {"data": None, "errors": payload}
+                answers.append(Answer(200, body, json.dumps(message)))
     return answers
+
+
+async def first_answer(ws: Any, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """Subscribe on ``ws`` as ``operation``; the first message that answers it."""
+    subscribe = {"query": SUBSCRIPTION, "variables": variables}
+    await ws.send(json.dumps({"id": operation, "type": "subscribe", "payload": subscribe}))
+    while (message := json.loads(await ws.recv()))["type"] == "ping":
+        pass
+    assert message["id"] == operation, message
+    answer: dict[str, Any] = message
+    return answer
 
 
 def refused_as(answer: Answer, code: str) -> bool:
@@ -297,6 +328,7 @@ async def set_connections_allowed(postgres: PostgresServer, database: str, allow
         await admin.close()
 
 
+@pytest.mark.workers_1_and_2
 async def test_connections_opened_while_the_database_is_unreachable_are_refused_per_operation(
     api_factory: Callable[..., Awaitable[RunningApi]], postgres_server: PostgresServer, fixture: Fixture
 ) -> None:
@@ -328,15 +360,33 @@ async def test_connections_opened_while_the_database_is_unreachable_are_refused_
             try:
                 for caller in callers:
                     await assert_refused_everywhere(api, caller, variables, "SERVICE_UNAVAILABLE")
+                # A socket that stays open through the outage.
+                lasting = await stack.enter_async_context(
+                    websockets.connect(
+                        api.ws_url,
+                        subprotocols=[Subprotocol("graphql-transport-ws")],
+                        additional_headers=in_handshake.ws_headers,
+                    )
+                )
+                await lasting.send(json.dumps({"type": "connection_init"}))
+                assert json.loads(await lasting.recv())["type"] == "connection_ack"
+                refused = await first_answer(lasting, "during", variables)
+                assert refused["type"] == "error", refused
+                assert refused["payload"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", refused
             finally:
                 await set_connections_allowed(postgres_server, name, True)
             # The same credentials, with the database back: served. It was the outage.
             for caller in callers:
                 await assert_served_everywhere(api, caller, variables)
+            # On the socket that stayed too, as SERVICE_UNAVAILABLE's "try again" promised.
+            served_now = await first_answer(lasting, "after", variables)
+            assert served_now["type"] == "next", served_now
+            assert served_now["payload"]["data"]["guildRolesChanged"]["kind"] == "GUILD_RESYNCED", served_now
     finally:
         await postgres_server.drop_database(name)
 
 
+@pytest.mark.workers_1_and_2
 async def test_connections_opened_while_discord_fails_are_refused_per_operation(
     api: RunningApi, http: SandboxHttp, fixture: Fixture
 ) -> None:

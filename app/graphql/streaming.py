@@ -246,6 +246,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
     async def _run_operation(self, operation: Operation[RequestContext, None]) -> None:
         if await self.view.closed_if_access_changed(self.websocket, self.context):
             return  # a key revoked or a login ended since the socket opened: nothing more runs
+        await _identify_again(self)
         refusal = await self.view.refusal(self.context)
         if refusal is not None:
             message = {"id": operation.id, "type": "error", "payload": [refusal]}
@@ -382,6 +383,7 @@ class GraphQLWSHandler(BaseGraphQLWSHandler[RequestContext, None]):
         view = self.view
         if await view.closed_if_access_changed(self.websocket, self.context):
             return  # a key revoked or a login ended since the socket opened: nothing more runs
+        await _identify_again(self)
         refusal = await view.refusal(self.context)
         if refusal is None:
             selected = view.operation(query, operation_name)
@@ -566,6 +568,19 @@ class StreamingView(GraphQL[RequestContext, None]):
                 return operation
         return GraphQLError(f"The document holds no operation named {shown(operation_name)}.")
 
+    async def identified_again(self, context: RequestContext) -> bool:
+        """Check again the credentials of a socket whose caller could not be told when it
+        opened (the database unreachable); whether that worked now."""
+        if context.unavailable is None or context.credentials is None:
+            return False
+        try:
+            context.act_as(await self._identify(context.credentials, cross_site_guard=True))
+        except UNCHECKABLE as error:
+            context.unavailable = error
+            return False
+        context.unavailable = None
+        return True
+
     async def refusal(self, context: RequestContext) -> dict[str, Any] | None:
         """An operation's start takes a token from its caller's bucket; the error when empty,
         or when who the caller is could not be checked (each operation is told so)."""
@@ -576,6 +591,16 @@ class StreamingView(GraphQL[RequestContext, None]):
             return None
         error = RateLimited(admission.retry_after)
         return error.formatted
+
+
+async def _identify_again(handler: TransportWSHandler | GraphQLWSHandler) -> None:
+    # SERVICE_UNAVAILABLE tells the client to try again in a moment: on the same socket too,
+    # so each operation of a socket that could not be identified checks again. Once it is,
+    # announced access changes reach it as any other socket's.
+    if await handler.view.identified_again(handler.context):
+        if handler.unwatch is not None:
+            handler.unwatch()
+        handler.unwatch = handler.view.watch(handler.websocket, handler.context)
 
 
 def wants_event_stream(scope: MutableMapping[str, Any]) -> bool:

@@ -6,7 +6,9 @@ minimal parser for the server's frames. Run as a child of bench/fanout:
     python -m bench.ws_clients URL COUNT EVENTS SUBSCRIBE_JSON [kernel|eager]
 
 prints "ready" once every connection has its subscription sent, then, after EVENTS messages
-reached every connection (or a timeout), one JSON line: arrival times per connection.
+reached every connection (or a timeout), one JSON line: arrival times per connection. A
+subscription the server turns away for now (SERVICE_UNAVAILABLE, RATE_LIMITED: an overloaded
+machine) is sent again a second later, as a client application would.
 
 An arrival is, by default (``kernel``), the time the kernel received the message's last bytes
 on the client's socket (SO_TIMESTAMPNS), and the process runs at idle priority (SCHED_IDLE):
@@ -34,6 +36,9 @@ from urllib.parse import urlsplit
 
 # The API key the subscribers present (bench/fanout.py passes the Stack's).
 AUTHORIZATION = os.environ.get("POLLY_BENCH_AUTHORIZATION", "")
+# Refusals that say "try again": the subscription is sent again after RETRY_AFTER seconds.
+TRY_AGAIN = (b'"SERVICE_UNAVAILABLE"', b'"RATE_LIMITED"')
+RETRY_AFTER = 1.0
 
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -56,6 +61,7 @@ class Subscriber(asyncio.Protocol):
         self.path, self.host, self.subscribe, self.expected, self.done = path, host, subscribe, expected, done
         self.buffer = b""
         self.upgraded = False
+        self.retry_at: float | None = None  # when a refused subscription is sent again
         self.arrivals: list[float] = []
         self.transport: asyncio.Transport | None = None
         self.subscribed = asyncio.get_running_loop().create_future()
@@ -84,6 +90,8 @@ class Subscriber(asyncio.Protocol):
                 self.arrivals.append(now)
                 if len(self.arrivals) >= self.expected and not self.done.done():
                     self.done.set_result(None)
+            elif b'"error"' in data:
+                self.refused(data)
             return
         self.buffer += data
         if not self.upgraded:
@@ -123,6 +131,22 @@ class Subscriber(asyncio.Protocol):
             self.send(self.subscribe)
             if not self.subscribed.done():
                 self.subscribed.set_result(None)
+        elif b'"error"' in payload:
+            self.refused(payload)
+
+    def refused(self, message: bytes) -> None:
+        if not any(reason in message for reason in TRY_AGAIN):
+            return
+        self.retry_at = time.monotonic() + RETRY_AFTER
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # reading with timestamps, outside asyncio: read_with_timestamps sends it
+        loop.call_later(RETRY_AFTER, self.retry)
+
+    def retry(self) -> None:
+        self.retry_at = None
+        self.send(self.subscribe)
 
     def send(self, payload: bytes, opcode: int = 0x1) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -201,6 +225,10 @@ def read_with_timestamps(subscribers: list[Subscriber], deadline: float) -> None
         while time.monotonic() < deadline and not all(s.done.done() for s in subscribers):
             for fd, _ in ready.poll(POLL_TIMEOUT):
                 readers[fd].read()
+            now = time.monotonic()
+            for subscriber in subscribers:
+                if subscriber.retry_at is not None and subscriber.retry_at <= now:
+                    subscriber.retry()
 
 
 async def main(url: str, count: int, expected: int, subscribe: str, mode: str) -> None:

@@ -26,6 +26,8 @@ from websockets.asyncio.client import ClientConnection
 from app.sandbox.fixture import Fixture
 from tests.conftest import RunningApi, create_key, guild_id, until_closed, wait_until
 
+# The tests on WebSockets run against one API worker and against two sharing the port (marked
+# workers_1_and_2): the rate limit's buckets are in Redis, shared by the workers.
 pytestmark = pytest.mark.timeout(60)
 
 ApiFactory = Callable[..., Awaitable[RunningApi]]
@@ -482,6 +484,7 @@ async def operation_results(ws: ClientConnection, count: int, within: float = 5)
     return received
 
 
+@pytest.mark.workers_1_and_2
 async def test_operations_past_the_rate_limit_on_one_socket_get_rate_limited_errors(
     api_factory: ApiFactory,
 ) -> None:
@@ -509,6 +512,7 @@ async def test_operations_past_the_rate_limit_on_one_socket_get_rate_limited_err
         assert (await statuses(anonymous, 1))[0].status_code == 200
 
 
+@pytest.mark.workers_1_and_2
 async def test_a_websocket_message_over_the_body_limit_closes_the_socket(served: RunningApi) -> None:
     limit = served.settings.max_body_bytes
     async with websockets.connect(

@@ -25,6 +25,8 @@ from app.settings import Settings
 from tests.conftest import RunningApi, RunningBot, SandboxHttp, channel_id, guild_id, role_id, wait_until
 from tests.test_subscriptions import Subscriber, held, subscribe
 
+# The tests that subscribe (4c) run against one API worker and against two sharing the port
+# (marked workers_1_and_2), with a subscriber on every worker; the others open no subscription.
 pytestmark = pytest.mark.timeout(90)
 
 PINGABLE = "query($g: ID!) { pingableRoles(guildId: $g) { name } }"
@@ -35,9 +37,12 @@ def bits(**flags: bool) -> str:
     return str(Permissions(**flags).value)
 
 
-def logged(caplog: pytest.LogCaptureFixture, text: str) -> Callable[[], Awaitable[bool]]:
+def logged(caplog: pytest.LogCaptureFixture, text: str, times: int = 1) -> Callable[[], Awaitable[bool]]:
+    """Whether ``text`` was logged, at least ``times`` times (once by each of that many API
+    workers, which log in this process)."""
+
     async def seen() -> bool:
-        return any(text in record.getMessage() for record in caplog.records)
+        return sum(text in record.getMessage() for record in caplog.records) >= times
 
     return seen
 
@@ -507,6 +512,28 @@ async def subscribers() -> AsyncIterator[list[Subscriber]]:
         await subscriber.stop()
 
 
+# Subscribers made before every worker holds one: the kernel picks each socket's worker, and the
+# chance that this many all go to one of two is 2**-39.
+MOST_TRIES = 40
+
+
+async def on_every_worker(
+    started: list[Subscriber], api: RunningApi, variables: dict[str, Any]
+) -> list[Subscriber]:
+    """Subscribers of ``variables`` on ``api`` until every worker serves at least one (one, with
+    one worker): each worker's hub has a pub/sub connection of its own. All of them, in order."""
+    made: list[Subscriber] = []
+    serving: set[int] = set()
+    while len(serving) < len(api.workers):
+        assert len(made) < MOST_TRIES, f"{len(made)} subscribers, all on workers {serving}"
+        subscriber = await subscribe(started, api, variables)
+        made.append(subscriber)
+        websocket = subscriber.transport.adapter.websocket
+        assert websocket is not None, subscriber.error
+        serving.add(api.worker_of(websocket.local_address))
+    return made
+
+
 async def messages_until(subscriber: Subscriber, kind: str) -> list[dict[str, Any]]:
     """What the subscriber receives, up to and including the first message of ``kind``."""
     received = [await subscriber.next(within=20)]
@@ -515,6 +542,7 @@ async def messages_until(subscriber: Subscriber, kind: str) -> list[dict[str, An
     return received
 
 
+@pytest.mark.workers_1_and_2
 async def test_subscribers_resync_when_the_pubsub_connection_is_killed(
     gateway_bot: RunningBot,
     api: RunningApi,
@@ -523,36 +551,39 @@ async def test_subscribers_resync_when_the_pubsub_connection_is_killed(
     fixture: Fixture,
 ) -> None:
     playground = guild_id(fixture, "Polly Playground")
-    subscriber = await subscribe(subscribers, api, {"g": str(playground)})
-    await held(api, playground)
+    watching = await on_every_worker(subscribers, api, {"g": str(playground)})
+    await held(api, playground, count=len(api.workers))
 
-    # Redis drops the API's pub/sub connection (an operator, a proxy, a failover); the change
-    # that follows is announced while the API may not be subscribed.
+    # Redis drops the API's pub/sub connections (an operator, a proxy, a failover), each
+    # worker's; the change that follows is announced while the API may not be subscribed.
     killed = await gateway_bot.redis.client_kill_filter(_type="pubsub")
-    assert killed >= 1
+    assert killed >= len(api.workers)
     pingable = {"mentionable": True}
     _, during = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "During", **pingable})
-    resynced = await subscriber.next(within=20)
-    assert (resynced["kind"], resynced["roleId"]) == ("GUILD_RESYNCED", None)
+    for subscriber in watching:
+        resynced = await subscriber.next(within=20)
+        assert (resynced["kind"], resynced["roleId"]) == ("GUILD_RESYNCED", None)
 
-    # The subscriber's view ends up current: the resync lists the new role, or (when the bot
+    # Each subscriber's view ends up current: the resync lists the new role, or (when the bot
     # announced it only after the API had subscribed again) its ROLE_CREATED follows.
     async def current() -> bool:
-        return "During" in [r["name"] for r in subscriber.received[-1]["pingableRoles"]]
+        return all("During" in [r["name"] for r in s.received[-1]["pingableRoles"]] for s in watching)
 
     await wait_until(current, within=20)
 
     # Subscribed again: live events flow as before.
-    await held(api, playground)
+    await held(api, playground, count=len(api.workers))
     _, after = await http.call("POST", f"/guilds/{playground}/roles", json={"name": "After", **pingable})
-    live = await subscriber.next(within=20)
-    while live["roleId"] != after["id"]:
-        assert (live["kind"], live["roleId"]) == ("ROLE_CREATED", during["id"]), live
+    for subscriber in watching:
         live = await subscriber.next(within=20)
-    assert live["kind"] == "ROLE_CREATED"
-    assert {"id": after["id"], "name": "After"} in live["pingableRoles"]
+        while live["roleId"] != after["id"]:
+            assert (live["kind"], live["roleId"]) == ("ROLE_CREATED", during["id"]), live
+            live = await subscriber.next(within=20)
+        assert live["kind"] == "ROLE_CREATED"
+        assert {"id": after["id"], "name": "After"} in live["pingableRoles"]
 
 
+@pytest.mark.workers_1_and_2
 async def test_subscribers_resync_after_the_apis_redis_restarts(
     api_factory: Callable[..., Awaitable[RunningApi]],
     subscribers: list[Subscriber],
@@ -562,22 +593,25 @@ async def test_subscribers_resync_after_the_apis_redis_restarts(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="app.live.hub")
     # No bot here: nothing else announces GUILD_RESYNCED when Redis comes back, so what the
-    # subscriber gets is the hub's own doing.
+    # subscribers get is their hubs' own doing (a subscriber on each worker, each its hub's).
     api = await api_factory(redis_url=own_redis.url)
     quiet = guild_id(fixture, "Quiet Corner")
-    subscriber = await subscribe(subscribers, api, {"g": str(quiet)})
-    await held(api, quiet)
+    watching = await on_every_worker(subscribers, api, {"g": str(quiet)})
+    await held(api, quiet, count=len(api.workers))
 
     await own_redis.stop_async()
-    await wait_until(logged(caplog, "Lost the Redis event subscription"), within=15)
+    workers = len(api.workers)
+    await wait_until(logged(caplog, "Lost the Redis event subscription", workers), within=15)
     await own_redis.start_async()
-    resynced = await subscriber.next(within=30)
-    assert resynced["kind"] == "GUILD_RESYNCED" and resynced["roleId"] is None
-    assert [r["name"] for r in resynced["pingableRoles"]] == ["Helpers", "Artists"]
-    assert await logged(caplog, "The Redis event subscription is back; subscribers resync.")()
-    await held(api, quiet)  # subscribed again on the restarted server
+    for subscriber in watching:
+        resynced = await subscriber.next(within=30)
+        assert resynced["kind"] == "GUILD_RESYNCED" and resynced["roleId"] is None
+        assert [r["name"] for r in resynced["pingableRoles"]] == ["Helpers", "Artists"]
+    assert await logged(caplog, "The Redis event subscription is back; subscribers resync.", workers)()
+    await held(api, quiet, count=workers)  # subscribed again on the restarted server
 
 
+@pytest.mark.workers_1_and_2
 async def test_a_malformed_announcement_is_skipped_and_events_keep_flowing(
     gateway_bot: RunningBot,
     api: RunningApi,
@@ -589,12 +623,15 @@ async def test_a_malformed_announcement_is_skipped_and_events_keep_flowing(
     caplog.set_level(logging.WARNING, logger="app.live.hub")
     quiet = guild_id(fixture, "Quiet Corner")
     artists = role_id(fixture, "Quiet Corner", "Artists")
-    subscriber = await subscribe(subscribers, api, {"g": str(quiet)})
-    await held(api, quiet)
-    # Something else publishes on the guild's channel (an older bot, a mistake).
-    assert await gateway_bot.redis.publish(f"guild_events:{quiet}", b"{not json") == 1
-    await wait_until(logged(caplog, "Ignoring a malformed event"), within=10)
+    watching = await on_every_worker(subscribers, api, {"g": str(quiet)})
+    workers = len(api.workers)
+    await held(api, quiet, count=workers)
+    # Something else publishes on the guild's channel (an older bot, a mistake): every
+    # worker's hub gets it.
+    assert await gateway_bot.redis.publish(f"guild_events:{quiet}", b"{not json") == workers
+    await wait_until(logged(caplog, "Ignoring a malformed event", workers), within=10)
     await http.control("PATCH", f"/_sandbox/guilds/{quiet}/roles/{artists}", {"name": "Painters"})
-    change = await subscriber.next(within=20)
-    assert (change["kind"], change["roleId"]) == ("ROLE_UPDATED", str(artists))
-    assert len(subscriber.received) == 1  # the malformed one reached nobody
+    for subscriber in watching:
+        change = await subscriber.next(within=20)
+        assert (change["kind"], change["roleId"]) == ("ROLE_UPDATED", str(artists))
+        assert len(subscriber.received) == 1  # the malformed one reached nobody

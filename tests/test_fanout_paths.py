@@ -26,6 +26,8 @@ def sent(path: str) -> float:
     return REGISTRY.get_sample_value("polly_fanout_messages_total", {"path": path}) or 0.0
 
 
+# Not workers_1_and_2: a process's direct path (its metric, which two workers in one test process
+# would share) is the point; tests/test_subscriptions.py runs the broadcast with two workers.
 async def test_a_broadcast_sends_at_once_to_every_socket_taking_writes(
     gateway_bot: RunningBot,
     api: RunningApi,

@@ -115,6 +115,8 @@ async def start_api_on(
     return running
 
 
+# Its page's subscription against one API worker and against two sharing the port.
+@pytest.mark.workers_1_and_2
 async def test_the_dropdown_follows_a_rename_without_a_reload(
     bot_factory: Callable[[str], Awaitable[RunningBot]],
     api: RunningApi,
@@ -144,6 +146,7 @@ async def test_the_dropdown_follows_a_rename_without_a_reload(
     await expect(page.locator("#role option")).to_have_text(["Helpers", "Artists"], timeout=5_000)
 
 
+# Not workers_1_and_2: the API is stopped and started again on the test's own listening socket.
 async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
     bot_factory: Callable[[str], Awaitable[RunningBot]],
     sandbox: Sandbox,
@@ -180,6 +183,7 @@ async def test_after_a_drop_the_page_reconnects_and_replays_what_it_missed(
         await stop_api(api)
 
 
+# Not workers_1_and_2: the API is stopped and started again on the test's own listening socket.
 async def test_a_drop_before_any_change_still_ends_with_the_current_list(
     bot_factory: Callable[[str], Awaitable[RunningBot]],
     sandbox: Sandbox,

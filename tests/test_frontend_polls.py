@@ -15,7 +15,8 @@ from playwright.async_api import Browser, Locator, Page, expect
 from tests.poll_stack import Polls
 from tests.test_frontend import browser  # noqa: F401  (a fixture: Debian's Chromium)
 
-pytestmark = pytest.mark.timeout(60)
+# The pages' subscriptions against one API worker and against two sharing the port.
+pytestmark = [pytest.mark.timeout(60), pytest.mark.workers_1_and_2]
 
 WAIT = 10_000  # ms, for what the page shows after the API, the bot or a subscription acts
 

@@ -82,6 +82,8 @@ async def test_a_recheck_runs_on_its_own_schedule_and_a_closed_socket_leaves() -
         await heartbeat.close()
 
 
+# Not workers_1_and_2: one schedule (task) per process is the point, and two workers here share a
+# process and its tasks; the sockets only say connection_init, they subscribe to nothing.
 async def test_many_idle_sockets_get_their_keep_alives_from_one_schedule(
     api_factory: Callable[..., Awaitable[RunningApi]],
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pytest
+
 from app.sandbox.fixture import Fixture
 from tests.conftest import RunningApi, create_key, guild_id
 from tests.test_access_matrix import log_in, over_websocket, user_caller
@@ -39,6 +41,8 @@ async def test_a_key_sent_without_its_scheme_is_never_repeated(api: RunningApi, 
     assert secret not in str(body) and "scheme is not Bearer" in body["errors"][0]["message"]
 
 
+# On a WebSocket: against one API worker and against two sharing the port.
+@pytest.mark.workers_1_and_2
 async def test_a_cookie_socket_without_an_origin_is_told_so_in_words(
     api: RunningApi, fixture: Fixture
 ) -> None:

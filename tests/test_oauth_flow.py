@@ -443,6 +443,8 @@ async def test_a_mutation_signed_in_by_cookie_must_come_from_the_sites_own_pages
 # -- the session cookie on WebSockets --------------------------------------------------------------
 
 SUBSCRIBE_FROM_START = {"since": "0-0"}  # the first message is the current list, at once
+# The tests on WebSockets run against one API worker and against two sharing the port (marked
+# workers_1_and_2): a login is the database's, whichever worker made it or reads it.
 
 
 def resynced(answer: Answer) -> bool:
@@ -452,6 +454,7 @@ def resynced(answer: Answer) -> bool:
     return bool(change["kind"] == "GUILD_RESYNCED" and change["pingableRoles"])
 
 
+@pytest.mark.workers_1_and_2
 async def test_a_websocket_uses_the_cookie_only_from_the_sites_own_pages(
     api: RunningApi, fixture: Fixture
 ) -> None:
@@ -475,6 +478,7 @@ async def test_a_websocket_uses_the_cookie_only_from_the_sites_own_pages(
             assert '"Admins"' not in answer.text and "Alice" not in answer.text, answer.text
 
 
+@pytest.mark.workers_1_and_2
 async def test_a_websocket_from_an_allowed_origin_may_use_the_cookie(
     api_factory: ApiFactory, fixture: Fixture
 ) -> None:

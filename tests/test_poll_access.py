@@ -74,6 +74,8 @@ from tests.test_access_matrix import Answer, Caller, browser, key_caller, key_id
 
 # The module's world (some 170 polls, posted and voted in) takes a while on a loaded machine.
 # One module-wide world (its setup takes most of this module's time): one test process holds it.
+# Not workers_1_and_2: that world (one API, started by the module, not the api fixtures) would
+# be built twice, its long setup and all of its cells doubled, for the pollUpdated cells.
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
     pytest.mark.timeout(300),

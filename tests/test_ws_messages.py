@@ -497,7 +497,11 @@ async def test_sockets_closing_during_broadcasts_leave_nothing_in_the_log(
         await watcher.close()
     await server_idle(api)
     assert [services.streaming.fanout.groups for services in api.every_services] == [{}] * len(api.workers)
-    assert faults(server_log, logging.WARNING) == []
+    # Warnings included: asyncio's about writes to reset sockets are what this is about. Not the
+    # cache's outage lines: on a machine loaded far past its cores, Redis can answer too late for
+    # the connection pool (seen with stress-ng beside the suite), which is not about sockets.
+    outage = ("WARNING app.cache.connection: Redis failed", "WARNING app.cache.connection: Redis is back")
+    assert [fault for fault in faults(server_log, logging.WARNING) if not fault.startswith(outage)] == []
 
     # And the API serves on.
     ws = await open_raw(api, TRANSPORT)

@@ -75,9 +75,7 @@ class Outbox:
     def write(self, message: str) -> bool:
         """Queue ``message`` (a JSON text message); False when the socket is behind and it was
         dropped. A socket that is gone takes everything: there is nobody left to resync."""
-        if not self.closed and self.flow is not None and self.flow.transport.is_closing():
-            self.closed = True  # the peer is gone: nothing more is written to it
-        if self.closed:
+        if self.closed or self._peer_gone():
             return True
         if self.queued > self.limit:
             return False
@@ -87,6 +85,13 @@ class Outbox:
             self.sender = asyncio.create_task(self.send_queued(), name="websocket-outbox")
         return True
 
+    def _peer_gone(self) -> bool:
+        """Whether the peer reset the connection; then the outbox closes: asyncio would only
+        count each write to the transport (and log one past a few)."""
+        if self.flow is not None and self.flow.transport.is_closing():
+            self.closed = True
+        return self.closed
+
     def drained(self) -> bool:
         """Whether a socket that fell behind has caught up enough to be sent to again."""
         return self.queued <= self.limit // 4
@@ -94,9 +99,7 @@ class Outbox:
     async def send_queued(self) -> None:
         try:
             while self.messages:
-                if self.flow is not None and self.flow.transport.is_closing():
-                    # The peer is gone: asyncio would only count each write (and log past a few).
-                    self.closed = True
+                if self._peer_gone():
                     self.messages.clear()
                     self.queued = 0
                     return

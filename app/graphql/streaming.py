@@ -495,13 +495,22 @@ class StreamingView(GraphQL[RequestContext, None]):
         )
         if wants_key and context.credentials is not None:
             context.credentials = with_connection_params(context.credentials, params)
-            try:
-                context.act_as(await self._identify(context.credentials, cross_site_guard=True))
-                context.unavailable = None
-            except UNCHECKABLE as error:
-                context.act_as(anonymous(context.credentials.address_bucket))
-                context.unavailable = error
+            await self._act_as_credentials(context)
         return None
+
+    async def _act_as_credentials(self, context: RequestContext) -> bool:
+        """Make a socket's context act as whom its credentials name; whether they could be
+        checked (if not, it acts as nobody and says why in ``unavailable``)."""
+        if context.credentials is None:
+            return False
+        try:
+            context.act_as(await self._identify(context.credentials, cross_site_guard=True))
+        except UNCHECKABLE as error:
+            context.act_as(anonymous(context.credentials.address_bucket))
+            context.unavailable = error
+            return False
+        context.unavailable = None
+        return True
 
     async def _identify(self, credentials: Credentials, *, cross_site_guard: bool) -> Principal:
         """Who a WebSocket presents itself as. A key may be looked up in the database, so each
@@ -571,15 +580,7 @@ class StreamingView(GraphQL[RequestContext, None]):
     async def identified_again(self, context: RequestContext) -> bool:
         """Check again the credentials of a socket whose caller could not be told when it
         opened (the database unreachable); whether that worked now."""
-        if context.unavailable is None or context.credentials is None:
-            return False
-        try:
-            context.act_as(await self._identify(context.credentials, cross_site_guard=True))
-        except UNCHECKABLE as error:
-            context.unavailable = error
-            return False
-        context.unavailable = None
-        return True
+        return context.unavailable is not None and await self._act_as_credentials(context)
 
     async def refusal(self, context: RequestContext) -> dict[str, Any] | None:
         """An operation's start takes a token from its caller's bucket; the error when empty,
